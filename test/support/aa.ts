@@ -15,6 +15,7 @@ import {
 } from "viem";
 import {
   type UserOperation,
+  entryPoint08Abi,
   getUserOperationHash,
   toPackedUserOperation,
 } from "viem/account-abstraction";
@@ -95,7 +96,8 @@ export async function deployArtifact(artifact: Artifact, args: unknown[], { publ
 
 export const simpleAccountAbi = aaArtifact("0.8", "SimpleAccount").abi;
 export const simpleAccountFactoryAbi = aaArtifact("0.8", "SimpleAccountFactory").abi;
-export const entryPointAbi = aaArtifact("0.8", "EntryPoint").abi;
+/** The v0.8 ABI; handleOps, events, errors and the stake manager are the same in v0.7. */
+export const entryPointAbi = entryPoint08Abi;
 
 /** A SimpleAccount owned by `owner`, with what its first UserOp needs to deploy it. */
 export async function simpleAccount(

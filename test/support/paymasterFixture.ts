@@ -41,7 +41,8 @@ export async function deployStack(chain: Chain, version: EntryPointVersion) {
   await installCreate2Deployer(networkHelpers.setCode);
   const entryPoint = await deployEntryPoint(version, clients);
   const factory = await deployArtifact(aaArtifact(version, "SimpleAccountFactory"), [entryPoint], clients);
-  const paymaster = await viem.deployContract(paymasterContractName[version], [
+  // Both adapters expose the base contract's ABI, so either name types the contract.
+  const paymaster = await viem.deployContract(paymasterContractName[version] as "FiatGasPaymasterV7", [
     entryPoint,
     owner.account.address,
     manager.account.address,

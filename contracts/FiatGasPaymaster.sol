@@ -140,11 +140,21 @@ abstract contract FiatGasPaymaster is IPaymaster, Ownable2Step, EIP712 {
         if (paymasterAndData.length != PAYMASTER_AND_DATA_LENGTH) {
             revert InvalidPaymasterDataLength(paymasterAndData.length);
         }
-        uint48 validUntil = uint48(bytes6(paymasterAndData[VALID_UNTIL_OFFSET:VALID_AFTER_OFFSET]));
-        uint48 validAfter = uint48(bytes6(paymasterAndData[VALID_AFTER_OFFSET:SIGNATURE_OFFSET]));
-        bytes32 r = bytes32(paymasterAndData[SIGNATURE_OFFSET:SIGNATURE_OFFSET + 32]);
-        bytes32 s = bytes32(paymasterAndData[SIGNATURE_OFFSET + 32:SIGNATURE_OFFSET + 64]);
-        uint8 v = uint8(paymasterAndData[SIGNATURE_OFFSET + 64]);
+        uint48 validUntil;
+        uint48 validAfter;
+        bytes32 r;
+        bytes32 s;
+        uint8 v;
+        // The length is checked above, so these reads stay inside paymasterAndData.
+        assembly ("memory-safe") {
+            let data := paymasterAndData.offset
+            // Two 6-byte big-endian timestamps: the top 48 bits of the word at each offset.
+            validUntil := shr(208, calldataload(add(data, VALID_UNTIL_OFFSET)))
+            validAfter := shr(208, calldataload(add(data, VALID_AFTER_OFFSET)))
+            r := calldataload(add(data, SIGNATURE_OFFSET))
+            s := calldataload(add(data, add(SIGNATURE_OFFSET, 32)))
+            v := byte(0, calldataload(add(data, add(SIGNATURE_OFFSET, 64))))
+        }
 
         (address recovered,,) = ECDSA.tryRecover(getHash(userOp, validUntil, validAfter), v, r, s);
         bool sigFailed = !_signers.contains(recovered);
@@ -166,21 +176,35 @@ abstract contract FiatGasPaymaster is IPaymaster, Ownable2Step, EIP712 {
         view
         returns (bytes32)
     {
-        bytes32 structHash = keccak256(
-            abi.encode(
-                SPONSORSHIP_TYPEHASH,
-                userOp.sender,
-                userOp.nonce,
-                _initCodeHash(userOp),
-                keccak256(userOp.callData),
-                userOp.accountGasLimits,
-                bytes32(userOp.paymasterAndData[20:52]),
-                userOp.preVerificationGas,
-                userOp.gasFees,
-                validUntil,
-                validAfter
-            )
-        );
+        bytes32 initCodeHash = _initCodeHash(userOp);
+        bytes32 callDataHash = keccak256(userOp.callData);
+        address sender = userOp.sender;
+        uint256 nonce = userOp.nonce;
+        bytes32 accountGasLimits = userOp.accountGasLimits;
+        uint256 preVerificationGas = userOp.preVerificationGas;
+        bytes32 gasFees = userOp.gasFees;
+        bytes calldata paymasterAndData = userOp.paymasterAndData;
+        if (paymasterAndData.length < VALID_UNTIL_OFFSET) revert InvalidPaymasterDataLength(paymasterAndData.length);
+        bytes32 typeHash = SPONSORSHIP_TYPEHASH;
+        bytes32 structHash;
+        // hashStruct(Sponsorship): the eleven words hashed in place at the free memory pointer,
+        // which is left where it was since nothing else uses that memory.
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            mstore(m, typeHash)
+            mstore(add(m, 0x20), sender)
+            mstore(add(m, 0x40), nonce)
+            mstore(add(m, 0x60), initCodeHash)
+            mstore(add(m, 0x80), callDataHash)
+            mstore(add(m, 0xa0), accountGasLimits)
+            // paymasterAndData[20:52]: both paymaster gas limits.
+            mstore(add(m, 0xc0), calldataload(add(paymasterAndData.offset, 20)))
+            mstore(add(m, 0xe0), preVerificationGas)
+            mstore(add(m, 0x100), gasFees)
+            mstore(add(m, 0x120), validUntil)
+            mstore(add(m, 0x140), validAfter)
+            structHash := keccak256(m, 0x160)
+        }
         return _hashTypedDataV4(structHash);
     }
 

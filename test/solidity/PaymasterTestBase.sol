@@ -22,6 +22,8 @@ abstract contract PaymasterTestBase {
         keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
 
     /// @dev The signed fields, with initCode already resolved to what the signer approves.
+    ///      It lives in memory only, in signing order, so slot packing does not apply.
+    // solhint-disable-next-line gas-struct-packing
     struct Fields {
         address sender;
         uint256 nonce;

@@ -2,7 +2,8 @@
 pragma solidity ^0.8.28;
 
 /// @dev The cheatcodes these tests use. Hardhat's EDR implements them at the conventional address,
-///      so no forge-std is needed (its npm copy is unusable).
+///      so no forge-std is needed (its npm copy is unusable). Named `Vm` as every cheatcode user expects.
+// solhint-disable-next-line interface-starts-with-i
 interface Vm {
     /// @dev Signs `digest` with `privateKey`.
     function sign(uint256 privateKey, bytes32 digest) external pure returns (uint8 v, bytes32 r, bytes32 s);

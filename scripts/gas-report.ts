@@ -7,7 +7,7 @@
 //
 // The update switch is an environment variable because `hardhat run` rejects arguments it does not
 // know, so `npm run gas -- --update` cannot reach this script.
-import type { EntryPointVersion } from "../service/sponsorship/paymasterData.ts";
+import type { EntryPointVersion } from "../service/chain/entryPoints.ts";
 import { ENTRYPOINT_VERSIONS } from "../test/support/aa.ts";
 import {
   BUNDLE_SIZE,

@@ -11,8 +11,7 @@ import {
 } from "viem";
 import { type UserOperation, getInitCode } from "viem/account-abstraction";
 
-/** EntryPoint versions the paymaster contract supports. */
-export type EntryPointVersion = "0.7" | "0.8";
+import type { EntryPointVersion } from "../chain/entryPoints.ts";
 
 /** paymasterData after the 52-byte paymaster prefix: validUntil (6) ‖ validAfter (6) ‖ signature (65). */
 export const PAYMASTER_DATA_LENGTH = 77;

@@ -8,7 +8,8 @@ import { type Address, type Hex, bytesToHex, getAddress, parseEther, parseEventL
 import { type UserOperation, getUserOperationHash, toPackedUserOperation } from "viem/account-abstraction";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 
-import { type EntryPointVersion, getSponsorshipHash } from "../../service/sponsorship/paymasterData.ts";
+import type { EntryPointVersion } from "../../service/chain/entryPoints.ts";
+import { getSponsorshipHash } from "../../service/sponsorship/paymasterData.ts";
 import {
   DEFAULT_GAS,
   ENTRYPOINT_ADDRESS,

@@ -21,11 +21,8 @@ import {
 } from "viem/account-abstraction";
 import type { PrivateKeyAccount } from "viem/accounts";
 
-import {
-  type EntryPointVersion,
-  encodePaymasterData,
-  getSponsorshipTypedData,
-} from "../../service/sponsorship/paymasterData.ts";
+import { ENTRYPOINT_ADDRESS, ENTRYPOINT_VERSIONS, type EntryPointVersion } from "../../service/chain/entryPoints.ts";
+import { encodePaymasterData, getSponsorshipTypedData } from "../../service/sponsorship/paymasterData.ts";
 
 const require = createRequire(import.meta.url);
 
@@ -49,12 +46,7 @@ export const ENTRYPOINT_SALT = {
   "0.8": "0x0a59dbff790c23c976a548690c27297883cc66b4c67024f9117b0238995e35e9",
 } as const satisfies Record<EntryPointVersion, Hex>;
 
-export const ENTRYPOINT_ADDRESS = {
-  "0.7": "0x0000000071727De22E5E9d8BAf0edAc6f37da032",
-  "0.8": "0x4337084D9E255Ff0702461CF8895CE9E3b5Ff108",
-} as const satisfies Record<EntryPointVersion, Address>;
-
-export const ENTRYPOINT_VERSIONS: EntryPointVersion[] = ["0.7", "0.8"];
+export { ENTRYPOINT_ADDRESS, ENTRYPOINT_VERSIONS };
 
 type Clients = { publicClient: PublicClient; walletClient: WalletClient };
 

@@ -28,7 +28,7 @@ import { type UserOperation, toPackedUserOperation } from "viem/account-abstract
 import { type PrivateKeyAccount, privateKeyToAccount } from "viem/accounts";
 import { z } from "zod";
 
-import type { EntryPointVersion } from "../../service/sponsorship/paymasterData.ts";
+import type { EntryPointVersion } from "../../service/chain/entryPoints.ts";
 import { ENTRYPOINT_VERSIONS, entryPointAbi, signAsAccount, simpleAccount, sponsor } from "./aa.ts";
 import { type Chain, type Stack, connectChain, deployStack, newUserOp } from "./paymasterFixture.ts";
 

@@ -5,7 +5,7 @@ import { type Address, type Hex, parseEther, zeroAddress } from "viem";
 import type { UserOperation } from "viem/account-abstraction";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 
-import type { EntryPointVersion } from "../../service/sponsorship/paymasterData.ts";
+import { type EntryPointVersion, paymasterContractName } from "../../service/chain/entryPoints.ts";
 import {
   DEFAULT_GAS,
   ENTRYPOINT_VERSIONS,
@@ -19,8 +19,6 @@ import {
 
 /** Where sponsored test operations send their no-op call. */
 export const TARGET: Address = "0x00000000000000000000000000000000000000cc";
-
-export const paymasterContractName = { "0.7": "FiatGasPaymasterV7", "0.8": "FiatGasPaymasterV8" } as const;
 
 /** Connects to a new in-process Hardhat chain. */
 export async function connectChain() {
@@ -94,4 +92,4 @@ export async function newUserOp(
   return { op, owner };
 }
 
-export { ENTRYPOINT_VERSIONS };
+export { ENTRYPOINT_VERSIONS, paymasterContractName };

@@ -47,14 +47,15 @@ writeFileSync(path.join(root, "test-output/summary.txt"), `${summary}\n`);
 console.log(`\n${rows.join("\n")}\n\n${summary}`);
 process.exit(totals.failed === 0 ? 0 : 1);
 
-/** Counts from a mocha-style summary ("N passing", "N failing"); a crash without counts is one failure. */
+/** Counts from a suite's closing summary; a crash without counts is one failure. */
 function suiteCounts(output, code) {
   const last = (pattern) => {
     const matches = [...output.matchAll(pattern)];
     return matches.length ? Number(matches.at(-1)[1]) : 0;
   };
-  const passed = last(/^\s*(\d+) passing/gm);
-  const failed = last(/^\s*(\d+) failing/gm);
+  // Mocha-style ("N passing") from Hardhat, or node:test's spec reporter ("ℹ pass N").
+  const passed = last(/^\s*(\d+) passing/gm) || last(/^ℹ pass (\d+)/gm);
+  const failed = last(/^\s*(\d+) failing/gm) || last(/^ℹ fail (\d+)/gm);
   if (code !== 0 && failed === 0) return { passed, failed: 1 };
   return { passed, failed };
 }

@@ -10,6 +10,7 @@ import {
   type WalletClient,
   concat,
   encodeFunctionData,
+  getAddress,
   getContractAddress,
   numberToHex,
 } from "viem";
@@ -83,7 +84,7 @@ export async function deployArtifact(artifact: Artifact, args: unknown[], { publ
     chain: walletClient.chain,
   });
   const receipt = await publicClient.waitForTransactionReceipt({ hash });
-  return receipt.contractAddress!;
+  return getAddress(receipt.contractAddress!);
 }
 
 export const simpleAccountAbi = aaArtifact("0.8", "SimpleAccount").abi;

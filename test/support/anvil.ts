@@ -1,0 +1,108 @@
+// A real JSON-RPC chain for service tests: anvil (from npm) on a free loopback port, with both
+// canonical EntryPoints, SimpleAccount factories and a staked, funded FiatGasPaymaster per version.
+import { type ChildProcess, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import path from "node:path";
+
+import {
+  type Abi,
+  type Address,
+  type Hex,
+  createPublicClient,
+  createTestClient,
+  createWalletClient,
+  http,
+  parseEther,
+} from "viem";
+import { type Account, type PrivateKeyAccount, generatePrivateKey, mnemonicToAccount, privateKeyToAccount } from "viem/accounts";
+import { foundry } from "viem/chains";
+
+import { ENTRYPOINT_VERSIONS, type EntryPointVersion, paymasterContractName } from "../../service/chain/entryPoints.ts";
+import { aaArtifact, deployArtifact, deployEntryPoint } from "./aa.ts";
+import { freePort } from "./redis.ts";
+
+const require = createRequire(import.meta.url);
+const root = path.resolve(import.meta.dirname, "../..");
+
+/** anvil's funded dev account `index` (its default mnemonic). */
+export function devAccount(index: number) {
+  return mnemonicToAccount("test test test test test test test test test test test junk", { addressIndex: index });
+}
+
+/** A compiled contract from this project's Hardhat build (run `npm run build` first). */
+export function projectArtifact(source: string, name: string): { abi: Abi; bytecode: Hex } {
+  const file = path.join(root, "artifacts", source, `${name}.json`);
+  try {
+    return JSON.parse(readFileSync(file, "utf8"));
+  } catch (error) {
+    throw new Error(`no artifact at ${file}: run \`npm run build\` first`, { cause: error });
+  }
+}
+
+export type AnvilChain = Awaited<ReturnType<typeof startAnvil>>;
+
+/** Starts anvil on 127.0.0.1 with automine and the given chain id. */
+export async function startAnvil({ chainId = 31337 }: { chainId?: number } = {}) {
+  const port = await freePort();
+  const binary = path.join(path.dirname(require.resolve("@foundry-rs/anvil/package.json")), "bin.mjs");
+  const child: ChildProcess = spawn(process.execPath, [binary, "--host", "127.0.0.1", "--port", String(port), "--chain-id", String(chainId), "--silent"], { stdio: "ignore" });
+  const url = `http://127.0.0.1:${port}`;
+  const chain = { ...foundry, id: chainId, rpcUrls: { default: { http: [url] } } };
+  const transport = http(url, { retryCount: 0 });
+  const publicClient = createPublicClient({ chain, transport, pollingInterval: 50 });
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await publicClient.getChainId();
+      break;
+    } catch (error) {
+      if (attempt > 200) throw new Error(`anvil did not start on port ${port}`, { cause: error });
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+  }
+  const deployer = devAccount(0);
+  const walletClient = createWalletClient({ chain, transport, account: deployer });
+  const testClient = createTestClient({ chain, transport, mode: "anvil" });
+  return {
+    url,
+    chainId,
+    chain,
+    publicClient,
+    walletClient,
+    testClient,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      child.kill("SIGTERM");
+      await exited;
+    },
+  };
+}
+
+export type Deployment = {
+  entryPoint: Address;
+  factory: Address;
+  paymaster: Address;
+};
+
+/** Deploys EntryPoints (canonical addresses), factories and a funded, staked paymaster per version. */
+export async function deployPaymasters(
+  anvil: AnvilChain,
+  { signer = privateKeyToAccount(generatePrivateKey()), owner = anvil.walletClient.account }: { signer?: PrivateKeyAccount; owner?: Account } = {},
+): Promise<{ signer: PrivateKeyAccount; deployments: Record<EntryPointVersion, Deployment> }> {
+  const clients = { publicClient: anvil.publicClient, walletClient: anvil.walletClient };
+  const deployments = {} as Record<EntryPointVersion, Deployment>;
+  for (const version of ENTRYPOINT_VERSIONS) {
+    const entryPoint = await deployEntryPoint(version, clients);
+    const factory = await deployArtifact(aaArtifact(version, "SimpleAccountFactory"), [entryPoint], clients);
+    const name = paymasterContractName[version];
+    const artifact = projectArtifact(`contracts/${name}.sol`, name);
+    const paymaster = await deployArtifact(artifact, [entryPoint, owner.address, owner.address, [signer.address]], clients);
+    for (const [functionName, value, args] of [["deposit", parseEther("10"), []], ["addStake", parseEther("1"), [86_400]]] as const) {
+      const hash = await anvil.walletClient.writeContract({ address: paymaster, abi: artifact.abi, functionName, args, value, account: owner, chain: anvil.chain });
+      await anvil.publicClient.waitForTransactionReceipt({ hash });
+    }
+    deployments[version] = { entryPoint, factory, paymaster };
+  }
+  return { signer, deployments };
+}

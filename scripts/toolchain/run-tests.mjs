@@ -16,10 +16,15 @@ const steps = [
   { script: "lint:sol", kind: "check" },
   { script: "test:solidity", kind: "suite" },
   { script: "test:contracts", kind: "suite" },
+  { script: "test:service", kind: "suite" },
 ];
 
-// npm on Node 20 may have dropped Hardhat's native package since the last install (see ensure-edr.mjs).
-await run(process.execPath, [path.join(root, "scripts/toolchain/ensure-edr.mjs")]);
+// npm on Node 20 may have dropped Hardhat's native package since the last install (see ensure-edr.mjs),
+// and the service tests need a redis-server binary (see ensure-redis.mjs).
+for (const script of ["ensure-edr.mjs", "ensure-redis.mjs"]) {
+  const { code } = await run(process.execPath, [path.join(root, "scripts/toolchain", script)]);
+  if (code !== 0) console.log(`${script} failed; the suites that need it will fail.`);
+}
 
 const totals = { passed: 0, failed: 0 };
 const rows = [];

@@ -50,6 +50,8 @@ export async function startRedis({ durable = false }: { durable?: boolean } = {}
   async function launch() {
     child = spawn(binary, args, { stdio: "ignore" });
     const probe = new Redis({ port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    // Refused connections are expected until the server listens; connect() reports them.
+    probe.on("error", () => {});
     for (let attempt = 0; ; attempt++) {
       try {
         await probe.connect();
@@ -77,6 +79,8 @@ export async function startRedis({ durable = false }: { durable?: boolean } = {}
     dir,
     client() {
       const client = new Redis({ port, host: "127.0.0.1" });
+      // After crash() the client reconnects in the background; commands still report failures.
+      client.on("error", () => {});
       clients.push(client);
       return client;
     },

@@ -1,0 +1,93 @@
+// One configuration schema, parsed once from the environment into a frozen object. Every
+// setting is documented in the README's configuration reference; a bad value names its variable.
+import { type Address, type Hex, isHex } from "viem";
+import { z } from "zod";
+
+import { address } from "./rpc/schemas.ts";
+
+const integer = (name: string, { min, max }: { min: number; max: number }) =>
+  z.coerce
+    .number({ error: `${name} must be an integer` })
+    .int(`${name} must be an integer`)
+    .min(min, `${name} must be at least ${min}`)
+    .max(max, `${name} must be at most ${max}`);
+
+const url = (name: string, protocols: string[]) =>
+  z.string({ error: `${name} is required` }).refine((value) => {
+    try {
+      return protocols.includes(new URL(value).protocol);
+    } catch {
+      return false;
+    }
+  }, `${name} must be a ${protocols.map((p) => p.replace(":", "")).join(" or ")} URL`);
+
+/** A small default sponsor icon (RFC 2397 data URI of a 96×96 SVG), shown by wallets. */
+const DEFAULT_ICON =
+  "data:image/svg+xml;base64," +
+  Buffer.from(
+    '<svg xmlns="http://www.w3.org/2000/svg" width="96" height="96" viewBox="0 0 96 96"><rect width="96" height="96" rx="20" fill="#1d6f42"/><text x="48" y="62" font-family="sans-serif" font-size="44" font-weight="700" text-anchor="middle" fill="#fff">¥</text></svg>',
+  ).toString("base64");
+
+/** The core service settings; each domain adds its own schema next to its code. */
+export const coreConfigSchema = z.object({
+  HOST: z.string().default("127.0.0.1"),
+  PORT: integer("PORT", { min: 0, max: 65_535 }).default(8787),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"], { error: "LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent" }).default("info"),
+  RPC_URL: url("RPC_URL", ["http:", "https:"]),
+  CHAIN_ID: integer("CHAIN_ID", { min: 1, max: Number.MAX_SAFE_INTEGER }),
+  REDIS_URL: url("REDIS_URL", ["redis:", "rediss:"]),
+  REDIS_KEY_PREFIX: z.string().regex(/^[a-z0-9-]{1,32}$/, "REDIS_KEY_PREFIX must be 1-32 of a-z, 0-9 and -").default("fg"),
+  PAYMASTER_V07_ADDRESS: address.optional(),
+  PAYMASTER_V08_ADDRESS: address.optional(),
+  SIGNER_PRIVATE_KEY: z
+    .string({ error: "SIGNER_PRIVATE_KEY is required" })
+    .refine((value) => isHex(value) && value.length === 66, "SIGNER_PRIVATE_KEY must be a 32-byte 0x-prefixed hex key")
+    .transform((value) => value as Hex),
+  SPONSORSHIP_VALIDITY_SECONDS: integer("SPONSORSHIP_VALIDITY_SECONDS", { min: 30, max: 3_600 }).default(300),
+  PAYMASTER_VERIFICATION_GAS_LIMIT: integer("PAYMASTER_VERIFICATION_GAS_LIMIT", { min: 20_000, max: 500_000 }).default(30_000),
+  MAX_LIVE_RESERVATIONS_PER_SENDER: integer("MAX_LIVE_RESERVATIONS_PER_SENDER", { min: 1, max: 1_000 }).default(4),
+  RPC_MAX_BATCH: integer("RPC_MAX_BATCH", { min: 1, max: 100 }).default(20),
+  RATE_LIMIT_PER_MINUTE: integer("RATE_LIMIT_PER_MINUTE", { min: 1, max: 1_000_000 }).default(600),
+  SPONSOR_NAME: z.string().min(1).max(64).default("FiatGas"),
+  SPONSOR_ICON: z
+    .string()
+    .regex(/^data:image\/(png|svg\+xml|webp|jpeg);base64,[A-Za-z0-9+/=]+$/, "SPONSOR_ICON must be a base64 data URI of an image (RFC 2397)")
+    .default(DEFAULT_ICON),
+});
+
+export type CoreConfig = z.output<typeof coreConfigSchema>;
+
+/** A configuration that failed validation; the message lists every bad variable. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`invalid configuration:\n${problems.map((problem) => `  - ${problem}`).join("\n")}`);
+    this.problems = problems;
+  }
+}
+
+/** Parses `env` with `schema` once; throws ConfigError naming every bad variable. */
+export function parseConfig<Schema extends z.ZodType>(schema: Schema, env: Record<string, string | undefined>): Readonly<z.output<Schema>> {
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((issue) => {
+        const name = issue.path.join(".");
+        return issue.message.startsWith(name) ? issue.message : `${name}: ${issue.message}`;
+      }),
+    );
+  }
+  return Object.freeze(parsed.data);
+}
+
+/** The paymasters the service signs for, by EntryPoint version; at least one is required. */
+export function configuredPaymasters(config: CoreConfig): Partial<Record<"0.7" | "0.8", Address>> {
+  return {
+    ...(config.PAYMASTER_V07_ADDRESS ? { "0.7": config.PAYMASTER_V07_ADDRESS } : {}),
+    ...(config.PAYMASTER_V08_ADDRESS ? { "0.8": config.PAYMASTER_V08_ADDRESS } : {}),
+  };
+}
+
+/** Names of settings whose values must never be logged. */
+export const SECRET_SETTINGS = ["SIGNER_PRIVATE_KEY", "SESSION_SECRET", "ADMIN_TOKEN"] as const;

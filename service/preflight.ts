@@ -1,0 +1,68 @@
+// Checks what can be checked before traffic arrives, so a misconfigured service refuses to start
+// with a precise reason instead of failing every request.
+import type { Redis } from "ioredis";
+import { type Address, type PublicClient, getAddress, parseAbi } from "viem";
+
+import { ENTRYPOINT_ADDRESS, type EntryPointVersion } from "./chain/entryPoints.ts";
+
+const paymasterAbi = parseAbi([
+  "function entryPoint() view returns (address)",
+  "function isSigner(address signer) view returns (bool)",
+]);
+
+/** A failed start-up check; `problems` lists each one. */
+export class PreflightError extends Error {
+  override name = "PreflightError";
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`preflight failed:\n${problems.map((problem) => `  - ${problem}`).join("\n")}`);
+    this.problems = problems;
+  }
+}
+
+export type PreflightParameters = {
+  publicClient: PublicClient;
+  redis: Redis;
+  chainId: number;
+  paymasters: Partial<Record<EntryPointVersion, Address>>;
+  signer: Address;
+};
+
+/** Verifies chain id, contract code, paymaster wiring, signer authorisation and Redis; throws PreflightError. */
+export async function preflight({ publicClient, redis, chainId, paymasters, signer }: PreflightParameters): Promise<void> {
+  const problems: string[] = [];
+  const attempt = async (what: string, check: () => Promise<string | undefined>) => {
+    try {
+      const problem = await check();
+      if (problem) problems.push(problem);
+    } catch (error) {
+      problems.push(`${what}: ${error instanceof Error ? error.message.split("\n")[0] : String(error)}`);
+    }
+  };
+
+  if (Object.keys(paymasters).length === 0) problems.push("no paymaster configured: set PAYMASTER_V07_ADDRESS and/or PAYMASTER_V08_ADDRESS");
+
+  await attempt("Redis", async () => ((await redis.ping()) === "PONG" ? undefined : "Redis did not answer PING"));
+  await attempt("RPC", async () => {
+    const actual = await publicClient.getChainId();
+    return actual === chainId ? undefined : `RPC_URL serves chain ${actual}, but CHAIN_ID is ${chainId}`;
+  });
+
+  for (const [version, paymaster] of Object.entries(paymasters) as [EntryPointVersion, Address][]) {
+    const entryPoint = ENTRYPOINT_ADDRESS[version];
+    await attempt(`EntryPoint v${version}`, async () =>
+      (await publicClient.getCode({ address: entryPoint })) ? undefined : `no EntryPoint v${version} code at ${entryPoint}`,
+    );
+    await attempt(`paymaster v${version}`, async () => {
+      if (!(await publicClient.getCode({ address: paymaster }))) return `no contract at PAYMASTER_V${version.replace(".", "")}_ADDRESS ${paymaster}`;
+      const [servedEntryPoint, authorised] = await Promise.all([
+        publicClient.readContract({ address: paymaster, abi: paymasterAbi, functionName: "entryPoint" }),
+        publicClient.readContract({ address: paymaster, abi: paymasterAbi, functionName: "isSigner", args: [signer] }),
+      ]);
+      if (getAddress(servedEntryPoint) !== entryPoint) return `paymaster ${paymaster} serves EntryPoint ${servedEntryPoint}, not v${version} ${entryPoint}`;
+      if (!authorised) return `signer ${signer} is not authorised on paymaster ${paymaster}: add it with \`npm run paymaster -- add-signer\``;
+      return undefined;
+    });
+  }
+  if (problems.length) throw new PreflightError(problems);
+}

@@ -1,0 +1,141 @@
+// ERC-7677 sponsorship: stub data for estimation, then final data that is paid for by reserving
+// the op's worst-case cost in fen from the sender's balance before the signature leaves.
+import { type Address, type Hex, getAddress } from "viem";
+import { getUserOperationHash } from "viem/account-abstraction";
+
+import { ENTRYPOINT_ADDRESS, type EntryPointVersion, entryPointVersionAt } from "../chain/entryPoints.ts";
+import { ServiceError } from "../errors.ts";
+import type { Ledger } from "../ledger/ledger.ts";
+import type { RpcUserOperation } from "../rpc/schemas.ts";
+import type { SponsoredUserOperation } from "./paymasterData.ts";
+import type { SponsorshipSigner } from "./signer.ts";
+
+/** What sponsorship needs from pricing; the rate is opaque here and stored as JSON with the reservation. */
+export type PricingPort<Rate> = {
+  lockRate(): Rate;
+  maxPrefundWei(op: SponsoredUserOperation, version: EntryPointVersion): bigint;
+  chargeFen(wei: bigint, rate: Rate): bigint;
+  rateToJson(rate: Rate): unknown;
+};
+
+/** What sponsorship needs from sessions: proof that the caller holds `address`. */
+export type SessionsPort = {
+  requireSessionFor(token: unknown, address: Address): Promise<unknown>;
+};
+
+export type PaymasterParams = [userOperation: RpcUserOperation, entryPoint: Address, chainId: bigint, context: Record<string, unknown>];
+
+export type StubResult = {
+  paymaster: Address;
+  paymasterData: Hex;
+  paymasterVerificationGasLimit: Hex;
+  paymasterPostOpGasLimit: Hex;
+  sponsor: { name: string; icon: string };
+  isFinal: false;
+};
+
+export type FinalResult = {
+  paymaster: Address;
+  paymasterData: Hex;
+  paymasterVerificationGasLimit: Hex;
+  paymasterPostOpGasLimit: Hex;
+};
+
+const EIP7702_MARKERS = new Set(["0x7702", "0x7702000000000000000000000000000000000000"]);
+
+export function createSponsorship<Rate>(deps: {
+  chainId: number;
+  paymasters: Partial<Record<EntryPointVersion, Address>>;
+  signer: SponsorshipSigner;
+  ledger: Ledger;
+  pricing: PricingPort<Rate>;
+  sessions: SessionsPort;
+  validitySeconds: number;
+  paymasterVerificationGasLimit: bigint;
+  sponsor: { name: string; icon: string };
+  now: () => number;
+}) {
+  const { chainId, paymasters, signer, ledger, pricing, sessions, validitySeconds, sponsor, now } = deps;
+  const toHex = (value: bigint) => `0x${value.toString(16)}` as Hex;
+
+  /** The EntryPoint version and our paymaster for it, or a precise error. */
+  function target(entryPoint: Address, requestedChainId: bigint) {
+    if (requestedChainId !== BigInt(chainId)) {
+      throw new ServiceError("WRONG_CHAIN", `this paymaster serves chain ${chainId}, not ${requestedChainId}`, {
+        data: { expected: chainId, received: Number(requestedChainId) },
+      });
+    }
+    const version = entryPointVersionAt(entryPoint);
+    const paymaster = version ? paymasters[version] : undefined;
+    if (!version || !paymaster) {
+      const supported = Object.keys(paymasters).map((v) => ENTRYPOINT_ADDRESS[v as EntryPointVersion]);
+      throw new ServiceError("UNSUPPORTED_ENTRY_POINT", `EntryPoint ${getAddress(entryPoint)} is not supported`, { data: { supported } });
+    }
+    return { version, paymaster };
+  }
+
+  /** The op as it will be sent: our paymaster and gas limits, 7702 initCode checked. */
+  function sponsoredOp(op: RpcUserOperation, version: EntryPointVersion): SponsoredUserOperation {
+    if (version === "0.8" && op.factory && EIP7702_MARKERS.has(op.factory.toLowerCase()) && !op.authorization) {
+      throw new ServiceError("INVALID_PARAMS", "an EIP-7702 initCode needs eip7702Auth: the signature binds the account's delegate");
+    }
+    return {
+      ...op,
+      paymasterVerificationGasLimit: op.paymasterVerificationGasLimit ?? deps.paymasterVerificationGasLimit,
+      paymasterPostOpGasLimit: op.paymasterPostOpGasLimit ?? 0n,
+    };
+  }
+
+  function window() {
+    return { validUntil: now() + validitySeconds, validAfter: 0 };
+  }
+
+  return {
+    /** pm_getPaymasterStubData: no session, no reservation; same length and code path as final data. */
+    async stub([userOperation, entryPoint, requestedChainId]: PaymasterParams): Promise<StubResult> {
+      const { version, paymaster } = target(entryPoint, requestedChainId);
+      const op = sponsoredOp(userOperation, version);
+      return {
+        paymaster,
+        paymasterData: signer.stubPaymasterData(window()),
+        paymasterVerificationGasLimit: toHex(op.paymasterVerificationGasLimit!),
+        paymasterPostOpGasLimit: toHex(op.paymasterPostOpGasLimit!),
+        sponsor,
+        isFinal: false,
+      };
+    },
+
+    /**
+     * pm_getPaymasterData: needs the sender's session; reserves the op's worst-case cost in fen at a
+     * locked rate, signs, then records the userOpHash the signed op will have.
+     */
+    async final([userOperation, entryPoint, requestedChainId, context]: PaymasterParams): Promise<FinalResult> {
+      const { version, paymaster } = target(entryPoint, requestedChainId);
+      const op = sponsoredOp(userOperation, version);
+      await sessions.requireSessionFor(context.session, op.sender);
+      const rate = pricing.lockRate();
+      const maxWei = pricing.maxPrefundWei(op, version);
+      const chargeFen = pricing.chargeFen(maxWei, rate);
+      const { validUntil, validAfter } = window();
+
+      await ledger.reserve({ account: op.sender, entryPointVersion: version, nonce: op.nonce, paymaster, chargeFen, validUntil, now: now() });
+      const paymasterData = await signer.paymasterData({ userOperation: op, entryPointVersion: version, paymaster, validUntil, validAfter });
+      const userOpHash = getUserOperationHash({
+        userOperation: { ...op, paymaster, paymasterData, signature: "0x" },
+        entryPointAddress: ENTRYPOINT_ADDRESS[version],
+        entryPointVersion: version,
+        chainId,
+      });
+      const attached = await ledger.attachOp(op.sender, version, op.nonce, { userOpHash, chargeFen, maxWei, validUntil, rate: pricing.rateToJson(rate) });
+      if (!attached) throw new ServiceError("INTERNAL", "reservation vanished while signing");
+      return {
+        paymaster,
+        paymasterData,
+        paymasterVerificationGasLimit: toHex(op.paymasterVerificationGasLimit!),
+        paymasterPostOpGasLimit: toHex(op.paymasterPostOpGasLimit!),
+      };
+    },
+  };
+}
+
+export type Sponsorship = ReturnType<typeof createSponsorship>;

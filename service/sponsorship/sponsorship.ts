@@ -6,17 +6,11 @@ import { getUserOperationHash } from "viem/account-abstraction";
 import { ENTRYPOINT_ADDRESS, type EntryPointVersion, entryPointVersionAt } from "../chain/entryPoints.ts";
 import { ServiceError } from "../errors.ts";
 import type { Ledger } from "../ledger/ledger.ts";
+import { type Pricing, type UserOperationGas, lockedRateToJson } from "../pricing/index.ts";
 import type { RpcUserOperation } from "../rpc/schemas.ts";
 import type { SponsoredUserOperation } from "./paymasterData.ts";
 import type { SponsorshipSigner } from "./signer.ts";
 
-/** What sponsorship needs from pricing; the rate is opaque here and stored as JSON with the reservation. */
-export type PricingPort<Rate> = {
-  lockRate(): Rate;
-  maxPrefundWei(op: SponsoredUserOperation, version: EntryPointVersion): bigint;
-  chargeFen(wei: bigint, rate: Rate): bigint;
-  rateToJson(rate: Rate): unknown;
-};
 
 /** What sponsorship needs from sessions: proof that the caller holds `address`. */
 export type SessionsPort = {
@@ -43,12 +37,12 @@ export type FinalResult = {
 
 const EIP7702_MARKERS = new Set(["0x7702", "0x7702000000000000000000000000000000000000"]);
 
-export function createSponsorship<Rate>(deps: {
+export function createSponsorship(deps: {
   chainId: number;
   paymasters: Partial<Record<EntryPointVersion, Address>>;
   signer: SponsorshipSigner;
   ledger: Ledger;
-  pricing: PricingPort<Rate>;
+  pricing: Pick<Pricing, "quote">;
   sessions: SessionsPort;
   validitySeconds: number;
   paymasterVerificationGasLimit: bigint;
@@ -75,7 +69,7 @@ export function createSponsorship<Rate>(deps: {
   }
 
   /** The op as it will be sent: our paymaster and gas limits, 7702 initCode checked. */
-  function sponsoredOp(op: RpcUserOperation, version: EntryPointVersion): SponsoredUserOperation {
+  function sponsoredOp(op: RpcUserOperation, version: EntryPointVersion): SponsoredUserOperation & UserOperationGas {
     if (version === "0.8" && op.factory && EIP7702_MARKERS.has(op.factory.toLowerCase()) && !op.authorization) {
       throw new ServiceError("INVALID_PARAMS", "an EIP-7702 initCode needs eip7702Auth: the signature binds the account's delegate");
     }
@@ -98,8 +92,8 @@ export function createSponsorship<Rate>(deps: {
       return {
         paymaster,
         paymasterData: signer.stubPaymasterData(window()),
-        paymasterVerificationGasLimit: toHex(op.paymasterVerificationGasLimit!),
-        paymasterPostOpGasLimit: toHex(op.paymasterPostOpGasLimit!),
+        paymasterVerificationGasLimit: toHex(op.paymasterVerificationGasLimit),
+        paymasterPostOpGasLimit: toHex(op.paymasterPostOpGasLimit),
         sponsor,
         isFinal: false,
       };
@@ -113,9 +107,8 @@ export function createSponsorship<Rate>(deps: {
       const { version, paymaster } = target(entryPoint, requestedChainId);
       const op = sponsoredOp(userOperation, version);
       await sessions.requireSessionFor(context.session, op.sender);
-      const rate = pricing.lockRate();
-      const maxWei = pricing.maxPrefundWei(op, version);
-      const chargeFen = pricing.chargeFen(maxWei, rate);
+      // The worst case is the EntryPoint's required prefund, priced at a rate locked now.
+      const { maxWei, maxChargeFen: chargeFen, rate } = pricing.quote(op);
       const { validUntil, validAfter } = window();
 
       await ledger.reserve({ account: op.sender, entryPointVersion: version, nonce: op.nonce, paymaster, chargeFen, validUntil, now: now() });
@@ -126,13 +119,13 @@ export function createSponsorship<Rate>(deps: {
         entryPointVersion: version,
         chainId,
       });
-      const attached = await ledger.attachOp(op.sender, version, op.nonce, { userOpHash, chargeFen, maxWei, validUntil, rate: pricing.rateToJson(rate) });
+      const attached = await ledger.attachOp(op.sender, version, op.nonce, { userOpHash, chargeFen, maxWei, validUntil, rate: lockedRateToJson(rate) });
       if (!attached) throw new ServiceError("INTERNAL", "reservation vanished while signing");
       return {
         paymaster,
         paymasterData,
-        paymasterVerificationGasLimit: toHex(op.paymasterVerificationGasLimit!),
-        paymasterPostOpGasLimit: toHex(op.paymasterPostOpGasLimit!),
+        paymasterVerificationGasLimit: toHex(op.paymasterVerificationGasLimit),
+        paymasterPostOpGasLimit: toHex(op.paymasterPostOpGasLimit),
       };
     },
   };

@@ -78,6 +78,12 @@ export async function buildApp({ logger, redis, rateLimitPerMinute, metrics, rea
       const { status, body } = toHttpError(new ServiceError("INVALID_PARAMS", `invalid ${error.validationContext}: ${issues[0]?.path} ${issues[0]?.message}`, { data: { issues } }));
       return reply.code(status).send(body);
     }
+    // Fastify's own client errors (empty or oversized body, bad content type) keep their 4xx status.
+    const clientStatus = (error as { statusCode?: number }).statusCode ?? 0;
+    if (!(error instanceof ServiceError) && clientStatus >= 400 && clientStatus < 500) {
+      const { body } = toHttpError(new ServiceError("INVALID_REQUEST", (error as Error).message));
+      return reply.code(clientStatus).send(body);
+    }
     if (!(error instanceof ServiceError)) request.log.error({ err: error }, "unhandled error");
     const { status, body } = toHttpError(error);
     return reply.code(status).send(body);

@@ -3,7 +3,9 @@
 import { type Address, type Hex, isHex } from "viem";
 import { z } from "zod";
 
+import { pricingConfigSchema } from "./pricing/config.ts";
 import { address } from "./rpc/schemas.ts";
+import { sessionsConfigSchema } from "./sessions/config.ts";
 
 const integer = (name: string, { min, max }: { min: number; max: number }) =>
   z.coerce
@@ -91,3 +93,23 @@ export function configuredPaymasters(config: CoreConfig): Partial<Record<"0.7" |
 
 /** Names of settings whose values must never be logged. */
 export const SECRET_SETTINGS = ["SIGNER_PRIVATE_KEY", "SESSION_SECRET", "ADMIN_TOKEN"] as const;
+
+/**
+ * The whole service's settings: core, pricing and sessions. Pricing's cross-field checks live in
+ * its superRefine, which `.safeExtend()` keeps; then the core's own cross-field check.
+ */
+export const serviceConfigSchema = pricingConfigSchema
+  .safeExtend(coreConfigSchema.shape)
+  .safeExtend(sessionsConfigSchema.shape)
+  .superRefine((config, context) => {
+    if (!config.PAYMASTER_V07_ADDRESS && !config.PAYMASTER_V08_ADDRESS) {
+      context.addIssue({ code: "custom", path: ["PAYMASTER_V07_ADDRESS"], message: "set PAYMASTER_V07_ADDRESS and/or PAYMASTER_V08_ADDRESS: the service needs a paymaster to sign for" });
+    }
+  });
+
+export type ServiceConfig = z.output<typeof serviceConfigSchema>;
+
+/** Reads the service configuration from `env` (process.env by default); throws ConfigError. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Readonly<ServiceConfig> {
+  return parseConfig(serviceConfigSchema, env);
+}

@@ -1,0 +1,85 @@
+// The real service on loopback, against a real anvil chain and a private redis-server, with both
+// paymasters deployed and our signer authorised. Tests talk to it over HTTP like any client.
+import { randomBytes } from "node:crypto";
+
+import { type Address, type Hex } from "viem";
+import { type LocalAccount, generatePrivateKey, privateKeyToAccount } from "viem/accounts";
+import { createSiweMessage } from "viem/siwe";
+
+import { ENTRYPOINT_ADDRESS, type EntryPointVersion } from "../../service/chain/entryPoints.ts";
+import { loadConfig } from "../../service/config.ts";
+import { type Service, createService } from "../../service/service.ts";
+import { simpleAccount } from "./aa.ts";
+import { type AnvilChain, type Deployment, deployPaymasters, startAnvil } from "./anvil.ts";
+import { type RedisServer, startRedis } from "./redis.ts";
+
+export const SIWE_DOMAIN = "app.fiatgas.test";
+
+export type ServiceStack = Awaited<ReturnType<typeof startServiceStack>>;
+
+/** Starts chain, Redis and the service; `env` overrides any setting. */
+export async function startServiceStack(env: Record<string, string> = {}) {
+  const anvil: AnvilChain = await startAnvil();
+  const redis: RedisServer = await startRedis();
+  const signerKey = generatePrivateKey();
+  const { deployments } = await deployPaymasters(anvil, { signer: privateKeyToAccount(signerKey) });
+  const config = loadConfig({
+    RPC_URL: anvil.url,
+    CHAIN_ID: String(anvil.chainId),
+    REDIS_URL: redis.url,
+    PAYMASTER_V07_ADDRESS: deployments["0.7"].paymaster,
+    PAYMASTER_V08_ADDRESS: deployments["0.8"].paymaster,
+    SIGNER_PRIVATE_KEY: signerKey,
+    PRICE_SOURCE: "static",
+    STATIC_PRICE: "25000.00",
+    MARKUP_BPS: "1000",
+    FIXED_FEE_FEN: "1",
+    SESSION_SECRET: randomBytes(32).toString("hex"),
+    SIWE_DOMAIN,
+    SIWE_ACCOUNT_FACTORIES: `${deployments["0.7"].factory},${deployments["0.8"].factory}`,
+    PRICING_POLL_INTERVAL_MS: "100",
+    LOG_LEVEL: "silent",
+    ...env,
+  });
+  const service: Service = await createService(config, { logger: false });
+  await service.start();
+  const address = await service.app.listen({ host: "127.0.0.1", port: 0 });
+
+  /** POSTs JSON and returns the parsed answer with its status. */
+  async function post(path: string, body: unknown, headers: Record<string, string> = {}) {
+    const response = await fetch(`${address}${path}`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
+    return { status: response.status, body: response.status === 204 ? undefined : await response.json() };
+  }
+
+  return {
+    anvil,
+    redis,
+    service,
+    deployments,
+    url: address,
+    rpcUrl: `${address}/rpc`,
+    post,
+    /** A fresh SimpleAccount for `version` (not deployed yet) and its owner. */
+    async newAccount(version: EntryPointVersion, owner: LocalAccount = privateKeyToAccount(generatePrivateKey())) {
+      const account = await simpleAccount(anvil.publicClient, deployments[version].factory, owner.address);
+      return { owner, ...account };
+    },
+    /** Signs in as the owner of a SimpleAccount through the real HTTP routes; returns the session token. */
+    async signIn({ owner, sender, factory, factoryData }: { owner: LocalAccount; sender: Address; factory?: Address; factoryData?: Hex }): Promise<string> {
+      const nonce = (await (await fetch(`${address}/v1/auth/nonce`)).json()).nonce as string;
+      const message = createSiweMessage({ address: sender, chainId: anvil.chainId, domain: SIWE_DOMAIN, nonce, uri: `https://${SIWE_DOMAIN}/login`, version: "1", issuedAt: new Date() });
+      const signature = await owner.signMessage({ message });
+      const deployed = !!(await anvil.publicClient.getCode({ address: sender }));
+      const { status, body } = await post("/v1/auth/sign-in", { message, signature, owner: owner.address, ...(deployed ? {} : { factory, factoryData }) });
+      if (status !== 200) throw new Error(`sign-in failed: ${status} ${JSON.stringify(body)}`);
+      return body.token as string;
+    },
+    entryPoint: (version: EntryPointVersion) => ENTRYPOINT_ADDRESS[version],
+    deployment: (version: EntryPointVersion): Deployment => deployments[version],
+    async stop() {
+      await service.stop();
+      await redis.stop();
+      await anvil.stop();
+    },
+  };
+}

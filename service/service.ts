@@ -35,12 +35,11 @@ export async function createService(config: Readonly<ServiceConfig>, { logger }:
   const sessions = createSessions({ config, redis, publicClient, chainId: config.CHAIN_ID, keyPrefix: config.REDIS_KEY_PREFIX });
   const loggerOptions = logger ?? { level: config.LOG_LEVEL, redact: { paths: REDACTED_PATHS, censor: "[redacted]" } };
 
-  // Pricing logs through the app's logger once it exists.
-  let app: FastifyInstance | undefined;
+  // Pricing logs through the app's logger; it logs only after start(), when the app exists.
   const pricing = createPricing({
     publicClient,
     config,
-    logger: { info: (fields, message) => app?.log.info(fields, message), warn: (fields, message) => app?.log.warn(fields, message) },
+    logger: { info: (fields, message) => app.log.info(fields, message), warn: (fields, message) => app.log.warn(fields, message) },
   });
   const sponsorship = createSponsorship({
     chainId: config.CHAIN_ID,
@@ -56,7 +55,7 @@ export async function createService(config: Readonly<ServiceConfig>, { logger }:
   });
 
   const route = <Options>(plugin: FastifyPluginAsync<Options & object>, options: Options) => ({ plugin: plugin as FastifyPluginAsync<never>, options });
-  app = await buildApp({
+  const app: FastifyInstance = await buildApp({
     logger: loggerOptions,
     redis,
     rateLimitPerMinute: config.RATE_LIMIT_PER_MINUTE,

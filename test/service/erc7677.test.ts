@@ -36,7 +36,7 @@ async function newOp(version: EntryPointVersion) {
   return { account, op };
 }
 
-async function rpcError(body: unknown): Promise<{ code: number; message: string; data: Record<string, unknown> }> {
+async function rpcError(body: unknown) {
   const { status, body: response } = await stack.post("/rpc", body);
   assert.equal(status, 200);
   assert.ok(response.error, `expected an error, got ${JSON.stringify(response)}`);
@@ -174,7 +174,7 @@ describe("ERC-7677 rejections", () => {
     const refused = answers.filter(({ body }) => body.error);
     // The per-sender cap (4 by default) is above N here, so the balance is what limits.
     assert.equal(signed.length, covered);
-    for (const { body } of refused) assert.match(body.error.data.code, /^(INSUFFICIENT_BALANCE|TOO_MANY_RESERVATIONS)$/);
+    for (const { body } of refused) assert.match(body.error!.data.code, /^(INSUFFICIENT_BALANCE|TOO_MANY_RESERVATIONS)$/);
     const balance = await stack.service.ledger.balance(account.sender);
     assert.equal(balance.availableFen, 0n);
     assert.ok(balance.availableFen >= 0n);

@@ -3,7 +3,7 @@
 import { randomBytes } from "node:crypto";
 
 import { type Address, type Hex } from "viem";
-import { type LocalAccount, generatePrivateKey, privateKeyToAccount } from "viem/accounts";
+import { type PrivateKeyAccount, generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { createSiweMessage } from "viem/siwe";
 
 import { ENTRYPOINT_ADDRESS, type EntryPointVersion } from "../../service/chain/entryPoints.ts";
@@ -14,6 +14,12 @@ import { type AnvilChain, type Deployment, deployPaymasters, startAnvil } from "
 import { type RedisServer, startRedis } from "./redis.ts";
 
 export const SIWE_DOMAIN = "app.fiatgas.test";
+
+/** A JSON-RPC answer: a result, or an error whose data carries the stable code. */
+export type RpcAnswer = {
+  result?: Record<string, unknown>;
+  error?: { code: number; message: string; data: Record<string, unknown> & { code: string } };
+};
 
 export type ServiceStack = Awaited<ReturnType<typeof startServiceStack>>;
 
@@ -45,10 +51,10 @@ export async function startServiceStack(env: Record<string, string> = {}) {
   await service.start();
   const address = await service.app.listen({ host: "127.0.0.1", port: 0 });
 
-  /** POSTs JSON and returns the parsed answer with its status. */
-  async function post(path: string, body: unknown, headers: Record<string, string> = {}) {
+  /** POSTs JSON and returns the parsed answer, typed as the caller expects it, with its status. */
+  async function post<Body = RpcAnswer>(path: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: Body }> {
     const response = await fetch(`${address}${path}`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
-    return { status: response.status, body: response.status === 204 ? undefined : await response.json() };
+    return { status: response.status, body: (response.status === 204 ? undefined : await response.json()) as Body };
   }
 
   return {
@@ -60,19 +66,19 @@ export async function startServiceStack(env: Record<string, string> = {}) {
     rpcUrl: `${address}/rpc`,
     post,
     /** A fresh SimpleAccount for `version` (not deployed yet) and its owner. */
-    async newAccount(version: EntryPointVersion, owner: LocalAccount = privateKeyToAccount(generatePrivateKey())) {
+    async newAccount(version: EntryPointVersion, owner: PrivateKeyAccount = privateKeyToAccount(generatePrivateKey())) {
       const account = await simpleAccount(anvil.publicClient, deployments[version].factory, owner.address);
       return { owner, ...account };
     },
     /** Signs in as the owner of a SimpleAccount through the real HTTP routes; returns the session token. */
-    async signIn({ owner, sender, factory, factoryData }: { owner: LocalAccount; sender: Address; factory?: Address; factoryData?: Hex }): Promise<string> {
-      const nonce = (await (await fetch(`${address}/v1/auth/nonce`)).json()).nonce as string;
+    async signIn({ owner, sender, factory, factoryData }: { owner: PrivateKeyAccount; sender: Address; factory?: Address; factoryData?: Hex }): Promise<string> {
+      const { nonce } = (await (await fetch(`${address}/v1/auth/nonce`)).json()) as { nonce: string };
       const message = createSiweMessage({ address: sender, chainId: anvil.chainId, domain: SIWE_DOMAIN, nonce, uri: `https://${SIWE_DOMAIN}/login`, version: "1", issuedAt: new Date() });
       const signature = await owner.signMessage({ message });
       const deployed = !!(await anvil.publicClient.getCode({ address: sender }));
-      const { status, body } = await post("/v1/auth/sign-in", { message, signature, owner: owner.address, ...(deployed ? {} : { factory, factoryData }) });
+      const { status, body } = await post<{ token: string }>("/v1/auth/sign-in", { message, signature, owner: owner.address, ...(deployed ? {} : { factory, factoryData }) });
       if (status !== 200) throw new Error(`sign-in failed: ${status} ${JSON.stringify(body)}`);
-      return body.token as string;
+      return body.token;
     },
     entryPoint: (version: EntryPointVersion) => ENTRYPOINT_ADDRESS[version],
     deployment: (version: EntryPointVersion): Deployment => deployments[version],

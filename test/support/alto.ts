@@ -15,6 +15,8 @@ function devKey(index: number): Hex {
   return toHex(devAccount(index).getHdKey().privateKey!);
 }
 
+export type AltoBundler = Awaited<ReturnType<typeof startAlto>>;
+
 /** Starts Alto on a free loopback port; safe mode is off because its tracer fails on anvil (TOOLCHAIN.md). */
 export async function startAlto(anvil: AnvilChain, entryPoints: Address[]) {
   const port = await freePort();

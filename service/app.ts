@@ -5,10 +5,11 @@ import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import underPressure from "@fastify/under-pressure";
 import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from "fastify";
-import { hasZodFastifySchemaValidationErrors, jsonSchemaTransform, serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
 import type { Redis } from "ioredis";
 
 import { ServiceError, toHttpError } from "./errors.ts";
+import { sendHttpError } from "./httpErrors.ts";
 import { type ReadinessCheck, healthRoutes } from "./observability/health.ts";
 import type { Metrics } from "./observability/metrics.ts";
 
@@ -28,6 +29,8 @@ export type AppOptions = {
   /** Shared by instances for rate limiting; omitted, each instance counts alone. */
   redis?: Redis;
   rateLimitPerMinute: number;
+  /** Namespace of the rate limiter's Redis keys (REDIS_KEY_PREFIX). */
+  keyPrefix: string;
   metrics: Metrics;
   readiness: ReadinessCheck[];
   /** Domain route plugins, registered in order after the shared infrastructure. */
@@ -35,7 +38,7 @@ export type AppOptions = {
 };
 
 /** The service's HTTP app: shared infrastructure, then the domain routes. */
-export async function buildApp({ logger, redis, rateLimitPerMinute, metrics, readiness, routes }: AppOptions): Promise<FastifyInstance> {
+export async function buildApp({ logger, redis, rateLimitPerMinute, keyPrefix, metrics, readiness, routes }: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({ logger, bodyLimit: 1024 * 1024, trustProxy: false, return503OnClosing: true });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
@@ -46,12 +49,14 @@ export async function buildApp({ logger, redis, rateLimitPerMinute, metrics, rea
   });
   await app.register(swaggerUi, { routePrefix: "/docs" });
 
-  // Shed load before it queues: 503 with Retry-After while the event loop or heap is saturated.
+  // Shed load before it queues: 503 with Retry-After while the event loop is saturated (delay or utilisation).
   await app.register(underPressure, {
     maxEventLoopDelay: 1_000,
     maxHeapUsedBytes: 0,
     maxRssBytes: 0,
     maxEventLoopUtilization: 0.98,
+    // Per sample interval: the default, "cumulative", averages since boot and so never trips on a long-running process.
+    eventLoopUtilizationMode: "interval",
     retryAfter: 5,
     pressureHandler: (_request, reply, type, value) => {
       const { status, body } = toHttpError(new ServiceError("OVERLOADED", "the service is overloaded; retry shortly", { data: { pressure: type, value } }));
@@ -62,8 +67,10 @@ export async function buildApp({ logger, redis, rateLimitPerMinute, metrics, rea
   await app.register(rateLimit, {
     max: rateLimitPerMinute,
     timeWindow: 60_000,
-    ...(redis ? { redis, nameSpace: "fg-ratelimit:" } : {}),
-    allowList: (request) => ["/healthz", "/readyz", "/metrics"].includes(request.url),
+    ...(redis ? { redis, nameSpace: `${keyPrefix}:ratelimit:` } : {}),
+    // Fail open while Redis is down: routes that need no Redis (fees, quotes, stub data) keep serving, and /readyz reports the outage.
+    skipOnError: true,
+    allowList: (request) => ["/healthz", "/readyz", "/metrics"].includes(request.url.split("?")[0]),
     errorResponseBuilder: (_request, context) => {
       const error = new ServiceError("RATE_LIMITED", `more than ${context.max} requests a minute from this client; retry after ${context.after}`, {
         data: { limit: context.max, retryAfterSeconds: Math.ceil(context.ttl / 1000) },
@@ -72,25 +79,19 @@ export async function buildApp({ logger, redis, rateLimitPerMinute, metrics, rea
     },
   });
 
-  app.setErrorHandler((error, request, reply) => {
-    if (hasZodFastifySchemaValidationErrors(error)) {
-      const issues = error.validation.map((issue) => ({ path: issue.instancePath.replace(/^\//, "").replaceAll("/", "."), message: issue.message }));
-      const { status, body } = toHttpError(new ServiceError("INVALID_PARAMS", `invalid ${error.validationContext}: ${issues[0]?.path} ${issues[0]?.message}`, { data: { issues } }));
-      return reply.code(status).send(body);
-    }
-    // Fastify's own client errors (empty or oversized body, bad content type) keep their 4xx status.
-    const clientStatus = (error as { statusCode?: number }).statusCode ?? 0;
-    if (!(error instanceof ServiceError) && clientStatus >= 400 && clientStatus < 500) {
-      const { body } = toHttpError(new ServiceError("INVALID_REQUEST", (error as Error).message));
-      return reply.code(clientStatus).send(body);
-    }
-    if (!(error instanceof ServiceError)) request.log.error({ err: error }, "unhandled error");
-    const { status, body } = toHttpError(error);
-    return reply.code(status).send(body);
-  });
+  app.setErrorHandler(sendHttpError);
   app.setNotFoundHandler((request, reply) => {
     const { status, body } = toHttpError(new ServiceError("NOT_FOUND", `no route ${request.method} ${request.url.split("?")[0]}`));
     return reply.code(status).send(body);
+  });
+
+  // Once closing, in-flight requests are answered with `Connection: close`; a kept-alive socket would hold close() open until its timeout.
+  let closing = false;
+  app.addHook("preClose", async () => {
+    closing = true;
+  });
+  app.addHook("onSend", async (_request, reply) => {
+    if (closing) reply.header("connection", "close");
   });
 
   app.addHook("onResponse", async (request, reply) => {

@@ -7,12 +7,17 @@ import { pricingConfigSchema } from "./pricing/config.ts";
 import { address } from "./rpc/schemas.ts";
 import { sessionsConfigSchema } from "./sessions/config.ts";
 
+// Digits only: z.coerce would read "" as 0 (PORT= would bind a random port) and accept "0x1f" or "1e3".
 const integer = (name: string, { min, max }: { min: number; max: number }) =>
-  z.coerce
-    .number({ error: `${name} must be an integer` })
-    .int(`${name} must be an integer`)
-    .min(min, `${name} must be at least ${min}`)
-    .max(max, `${name} must be at most ${max}`);
+  z
+    .string({ error: (issue) => (issue.input === undefined ? `${name} is required` : `${name} must be an integer`) })
+    .trim()
+    .regex(/^-?\d+$/, `${name} must be an integer`)
+    .transform(Number)
+    .pipe(z.number().min(min, `${name} must be at least ${min}`).max(max, `${name} must be at most ${max}`));
+
+/** The secp256k1 group order: a private key must lie in [1, n). */
+const SECP256K1_N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
 
 const url = (name: string, protocols: string[]) =>
   z.string({ error: `${name} is required` }).refine((value) => {
@@ -44,6 +49,8 @@ export const coreConfigSchema = z.object({
   SIGNER_PRIVATE_KEY: z
     .string({ error: "SIGNER_PRIVATE_KEY is required" })
     .refine((value) => isHex(value) && value.length === 66, "SIGNER_PRIVATE_KEY must be a 32-byte 0x-prefixed hex key")
+    // Checked here, not by the signer at boot: its error would print the key as a decimal number.
+    .refine((value) => !isHex(value) || value.length !== 66 || (BigInt(value) > 0n && BigInt(value) < SECP256K1_N), "SIGNER_PRIVATE_KEY is not a valid secp256k1 private key (it must be from 1 to n-1)")
     .transform((value) => value as Hex),
   SPONSORSHIP_VALIDITY_SECONDS: integer("SPONSORSHIP_VALIDITY_SECONDS", { min: 30, max: 3_600 }).default(300),
   PAYMASTER_VERIFICATION_GAS_LIMIT: integer("PAYMASTER_VERIFICATION_GAS_LIMIT", { min: 20_000, max: 500_000 }).default(30_000),
@@ -101,11 +108,15 @@ export const SECRET_SETTINGS = ["SIGNER_PRIVATE_KEY", "SESSION_SECRET", "ADMIN_T
 export const serviceConfigSchema = pricingConfigSchema
   .safeExtend(coreConfigSchema.shape)
   .safeExtend(sessionsConfigSchema.shape)
-  .superRefine((config, context) => {
-    if (!config.PAYMASTER_V07_ADDRESS && !config.PAYMASTER_V08_ADDRESS) {
-      context.addIssue({ code: "custom", path: ["PAYMASTER_V07_ADDRESS"], message: "set PAYMASTER_V07_ADDRESS and/or PAYMASTER_V08_ADDRESS: the service needs a paymaster to sign for" });
-    }
-  });
+  .superRefine(
+    (config, context) => {
+      if (!config.PAYMASTER_V07_ADDRESS && !config.PAYMASTER_V08_ADDRESS) {
+        context.addIssue({ code: "custom", path: ["PAYMASTER_V07_ADDRESS"], message: "PAYMASTER_V07_ADDRESS and/or PAYMASTER_V08_ADDRESS is required: the service needs a paymaster to sign for" });
+      }
+    },
+    // Run even when other settings are bad, so a missing paymaster is named with the other missing settings.
+    { when: (payload) => !payload.issues.some((issue) => issue.path?.[0] === "PAYMASTER_V07_ADDRESS" || issue.path?.[0] === "PAYMASTER_V08_ADDRESS") },
+  );
 
 export type ServiceConfig = z.output<typeof serviceConfigSchema>;
 

@@ -42,8 +42,8 @@ export async function preflight({ publicClient, redis, chainId, paymasters, sign
 
   if (Object.keys(paymasters).length === 0) problems.push("no paymaster configured: set PAYMASTER_V07_ADDRESS and/or PAYMASTER_V08_ADDRESS");
 
-  await attempt("Redis", async () => ((await redis.ping()) === "PONG" ? undefined : "Redis did not answer PING"));
-  await attempt("RPC", async () => {
+  await attempt("Redis at REDIS_URL does not answer", async () => ((await redis.ping()) === "PONG" ? undefined : "Redis did not answer PING"));
+  await attempt("the node at RPC_URL does not answer", async () => {
     const actual = await publicClient.getChainId();
     return actual === chainId ? undefined : `RPC_URL serves chain ${actual}, but CHAIN_ID is ${chainId}`;
   });

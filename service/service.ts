@@ -10,7 +10,7 @@ import { ENTRYPOINT_ADDRESS, type EntryPointVersion } from "./chain/entryPoints.
 import { type ServiceConfig, configuredPaymasters } from "./config.ts";
 import { createLedger } from "./ledger/ledger.ts";
 import { createMetrics } from "./observability/metrics.ts";
-import { preflight } from "./preflight.ts";
+import { PreflightError, preflight } from "./preflight.ts";
 import { createPricing } from "./pricing/index.ts";
 import { pricingRoutes } from "./pricing/routes.ts";
 import { createKeys, createRedis } from "./redis.ts";
@@ -33,7 +33,9 @@ export async function createService(config: Readonly<ServiceConfig>, { logger }:
   const signer = createSponsorshipSigner({ privateKey: config.SIGNER_PRIVATE_KEY, chainId: config.CHAIN_ID });
   const ledger = createLedger({ redis, keys, maxLiveReservations: config.MAX_LIVE_RESERVATIONS_PER_SENDER });
   const sessions = createSessions({ config, redis, publicClient, chainId: config.CHAIN_ID, keyPrefix: config.REDIS_KEY_PREFIX });
-  const loggerOptions = logger ?? { level: config.LOG_LEVEL, redact: { paths: REDACTED_PATHS, censor: "[redacted]" } };
+  // A caller's options (a test's stream or level) never drop the redaction; `false` silences the log.
+  const loggerOptions: FastifyServerOptions["logger"] =
+    logger === false ? false : { level: config.LOG_LEVEL, ...(typeof logger === "object" ? logger : {}), redact: { paths: REDACTED_PATHS, censor: "[redacted]" } };
 
   // Pricing logs through the app's logger; it logs only after start(), when the app exists.
   const pricing = createPricing({
@@ -59,6 +61,7 @@ export async function createService(config: Readonly<ServiceConfig>, { logger }:
     logger: loggerOptions,
     redis,
     rateLimitPerMinute: config.RATE_LIMIT_PER_MINUTE,
+    keyPrefix: config.REDIS_KEY_PREFIX,
     metrics,
     readiness: [
       { name: "redis", check: async () => (await redis.ping()) === "PONG" },
@@ -77,6 +80,8 @@ export async function createService(config: Readonly<ServiceConfig>, { logger }:
       }),
     ],
   });
+  // Without a listener ioredis prints every reconnect failure, stack and all, to stderr; /readyz reports the outage.
+  redis.on("error", (error: Error) => app.log.warn({ err: { name: error.name, message: error.message } }, "redis connection error"));
   app.addHook("onClose", async () => {
     pricing.stop();
     await redis.quit().catch(() => redis.disconnect());
@@ -93,12 +98,22 @@ export async function createService(config: Readonly<ServiceConfig>, { logger }:
     signer,
     /** Connects, checks the deployment, and fills the pricing caches before traffic. */
     async start() {
-      await redis.connect();
+      // Failures become PreflightErrors, which main.ts reports as a start-up problem (exit 2, no stack).
+      await redis.connect().catch((error: unknown) => {
+        throw new PreflightError([`Redis at REDIS_URL does not answer: ${firstLine(error)}`]);
+      });
       await preflight({ publicClient, redis, chainId: config.CHAIN_ID, paymasters, signer: signer.address });
-      await sessions.preflight();
+      await sessions.preflight().catch((error: unknown) => {
+        throw new PreflightError([firstLine(error)]);
+      });
       await pricing.start();
     },
     /** Stops accepting requests, lets in-flight ones finish, then closes connections. */
     stop: () => app.close(),
   };
+}
+
+/** The first line of an error's message: viem puts the RPC URL, which may carry an API key, in later lines. */
+function firstLine(error: unknown): string {
+  return error instanceof Error ? error.message.split("\n")[0] : String(error);
 }

@@ -6,10 +6,12 @@ import type { Ledger } from "../ledger/ledger.ts";
 import { address } from "../rpc/schemas.ts";
 import type { SessionsPort } from "../sponsorship/sponsorship.ts";
 
+// The auth scheme is case-insensitive (RFC 9110 §11.1), as POST /v1/auth/sign-out already reads it.
+const BEARER = /^Bearer +(\S+)$/i;
+
 /** The bearer token of a request, if any. */
 export function bearerToken(request: FastifyRequest): string | undefined {
-  const header = request.headers.authorization;
-  return header?.startsWith("Bearer ") ? header.slice("Bearer ".length) : undefined;
+  return BEARER.exec(request.headers.authorization ?? "")?.[1];
 }
 
 /** Fen as a decimal string: JSON numbers are doubles, and money is never a float. */

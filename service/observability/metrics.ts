@@ -3,7 +3,8 @@ import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client
 /** The service's Prometheus metrics, in a registry of its own (several apps can share a process in tests). */
 export function createMetrics() {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: "fiatgas_process_" });
+  // The default names already start with process_ or nodejs_.
+  collectDefaultMetrics({ register: registry, prefix: "fiatgas_" });
   return {
     registry,
     rpcCalls: new Counter({

@@ -6,6 +6,7 @@ import Fastify, { type FastifyInstance } from "fastify";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 
 import { simpleAccount } from "../../test/support/aa.ts";
+import { sendHttpError } from "../httpErrors.ts";
 import { sessionRoutes } from "./routes.ts";
 import { type SessionsFixture, startSessionsFixture } from "../../test/support/sessionsFixture.ts";
 
@@ -14,6 +15,7 @@ let app: FastifyInstance;
 before(async () => {
   fx = await startSessionsFixture();
   app = Fastify();
+  app.setErrorHandler(sendHttpError);
   await app.register(sessionRoutes, { sessions: fx.sessions });
   await app.ready();
 });
@@ -32,7 +34,7 @@ function errorOf(response: Awaited<ReturnType<typeof signIn>>, status: number, c
   assert.equal(response.statusCode, status, response.body);
   const { error } = response.json();
   assert.equal(error.code, code);
-  return error as { code: string; message: string; data?: { issues: { field: string; message: string }[] } };
+  return error as { code: string; message: string; data?: { issues: { path: string; message: string }[] } };
 }
 
 describe("GET /v1/auth/nonce", () => {
@@ -76,24 +78,24 @@ describe("POST /v1/auth/sign-in and /v1/auth/sign-out", () => {
   it("answers bad bodies with INVALID_PARAMS and a message per field", async () => {
     const eoa = newKey();
     const { message, signature } = await fx.signedMessage(eoa, eoa.address);
-    const cases: [unknown, { field: string; message: string }[]][] = [
-      [{ message }, [{ field: "signature", message: "is required" }]],
-      [{ message, signature: "0x12g4" }, [{ field: "signature", message: "must be 0x-prefixed hex bytes" }]],
-      [{ message, signature: "0x" }, [{ field: "signature", message: "must be 0x-prefixed hex bytes" }]],
-      [{ message: "", signature }, [{ field: "message", message: "must not be empty" }]],
-      [{ message, signature, owner: "0x1234" }, [{ field: "owner", message: "must be a 20-byte 0x address" }]],
-      [{ message, signature, owner: eoa.address, factory: eoa.address }, [{ field: "factoryData", message: "factory and factoryData go together" }]],
+    const cases: [unknown, { path: string; message: string }[]][] = [
+      [{ message }, [{ path: "signature", message: "is required" }]],
+      [{ message, signature: "0x12g4" }, [{ path: "signature", message: "must be 0x-prefixed hex bytes" }]],
+      [{ message, signature: "0x" }, [{ path: "signature", message: "must be 0x-prefixed hex bytes" }]],
+      [{ message: "", signature }, [{ path: "message", message: "must not be empty" }]],
+      [{ message, signature, owner: "0x1234" }, [{ path: "owner", message: "must be a 20-byte 0x address" }]],
+      [{ message, signature, owner: eoa.address, factory: eoa.address }, [{ path: "factoryData", message: "factory and factoryData go together" }]],
       [
         { message, signature, factory: eoa.address, factoryData: "0x00" },
         [
           {
-            field: "owner",
+            path: "owner",
             message:
               "is required with factory: factory and factoryData are for owner-signed accounts; wrap an ERC-1271 account's signature per ERC-6492 instead",
           },
         ],
       ],
-      [{ message, signature, extra: 1 }, [{ field: "", message: 'Unrecognized key: "extra"' }]],
+      [{ message, signature, extra: 1 }, [{ path: "", message: 'Unrecognized key: "extra"' }]],
     ];
     for (const [body, issues] of cases) {
       const error = errorOf(await signIn(body), 400, "INVALID_PARAMS");
@@ -110,11 +112,11 @@ describe("POST /v1/auth/sign-in and /v1/auth/sign-out", () => {
     );
   });
 
-  it("answers a body that is not JSON, or too large, with INVALID_REQUEST", async () => {
+  it("answers a body that is not JSON (400) or too large (413) with INVALID_REQUEST", async () => {
     const response = await app.inject({ method: "POST", url: "/v1/auth/sign-in", headers: { "content-type": "application/json" }, payload: "{nope" });
     errorOf(response, 400, "INVALID_REQUEST");
     const huge = await signIn({ message: "x".repeat(70_000), signature: "0x00" });
-    assert.match(errorOf(huge, 400, "INVALID_REQUEST").message, /^Request body is too large$/);
+    assert.match(errorOf(huge, 413, "INVALID_REQUEST").message, /^Request body is too large$/);
   });
 
   it("refuses sign-out without a Bearer token or with a forged one", async () => {

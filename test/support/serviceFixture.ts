@@ -2,6 +2,7 @@
 // paymasters deployed and our signer authorised. Tests talk to it over HTTP like any client.
 import { randomBytes } from "node:crypto";
 
+import type { FastifyServerOptions } from "fastify";
 import { type Address, type Hex } from "viem";
 import { type PrivateKeyAccount, generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { createSiweMessage } from "viem/siwe";
@@ -23,8 +24,8 @@ export type RpcAnswer = {
 
 export type ServiceStack = Awaited<ReturnType<typeof startServiceStack>>;
 
-/** Starts chain, Redis and the service; `env` overrides any setting. */
-export async function startServiceStack(env: Record<string, string> = {}) {
+/** Starts chain, Redis and the service; `env` overrides any setting, `logger` replaces the silent log. */
+export async function startServiceStack(env: Record<string, string> = {}, { logger = false }: { logger?: FastifyServerOptions["logger"] } = {}) {
   const anvil: AnvilChain = await startAnvil();
   const redis: RedisServer = await startRedis();
   const signerKey = generatePrivateKey();
@@ -47,7 +48,7 @@ export async function startServiceStack(env: Record<string, string> = {}) {
     LOG_LEVEL: "silent",
     ...env,
   });
-  const service: Service = await createService(config, { logger: false });
+  const service: Service = await createService(config, { logger });
   await service.start();
   const address = await service.app.listen({ host: "127.0.0.1", port: 0 });
 

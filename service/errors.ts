@@ -15,6 +15,9 @@ export const ERROR_TABLE = {
   METHOD_NOT_FOUND: { rpc: -32601, http: 404 },
   INVALID_PARAMS: { rpc: -32602, http: 400 },
   NOT_FOUND: { rpc: -32004, http: 404 },
+  // Conditional writes (the admin API's If-Match): no precondition sent, or a stale one.
+  PRECONDITION_REQUIRED: { rpc: -32060, http: 428 },
+  PRECONDITION_FAILED: { rpc: -32061, http: 412 },
   // Sponsorship target.
   UNSUPPORTED_ENTRY_POINT: { rpc: -32602, http: 400 },
   WRONG_CHAIN: { rpc: -32602, http: 400 },
@@ -25,6 +28,23 @@ export const ERROR_TABLE = {
   // Money.
   INSUFFICIENT_BALANCE: { rpc: -32010, http: 402 },
   TOO_MANY_RESERVATIONS: { rpc: -32011, http: 429 },
+  // Risk policy: one code per limit kind; data names the limit, its value, the current value and retryAfter.
+  ACCOUNT_FROZEN: { rpc: -32040, http: 403 },
+  POLICY_INACTIVE: { rpc: -32041, http: 403 },
+  BASE_FEE_CIRCUIT_BREAKER: { rpc: -32042, http: 503 },
+  LIMIT_GAS: { rpc: -32043, http: 400 },
+  LIMIT_FEE: { rpc: -32044, http: 400 },
+  LIMIT_CHARGE: { rpc: -32045, http: 400 },
+  LIMIT_OPS_PER_MINUTE: { rpc: -32046, http: 429 },
+  LIMIT_OPS_PER_DAY: { rpc: -32047, http: 429 },
+  LIMIT_ACCOUNT_SPEND_PER_DAY: { rpc: -32048, http: 429 },
+  LIMIT_GLOBAL_SPEND_PER_DAY: { rpc: -32049, http: 429 },
+  TOPUP_COOLING: { rpc: -32050, http: 402 },
+  SENDER_DENIED: { rpc: -32051, http: 403 },
+  TARGET_DENIED: { rpc: -32052, http: 403 },
+  TARGET_NOT_ALLOWED: { rpc: -32053, http: 403 },
+  SELECTOR_NOT_ALLOWED: { rpc: -32054, http: 403 },
+  CALLDATA_UNDECODABLE: { rpc: -32055, http: 403 },
   // Pricing and dependencies: fail closed.
   PRICE_UNAVAILABLE: { rpc: -32020, http: 503 },
   PRICE_STALE: { rpc: -32021, http: 503 },

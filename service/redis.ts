@@ -24,6 +24,14 @@ export function createKeys(prefix: string) {
     balance: (address: Address) => `${account(address)}:balance`,
     /** HASH: live reservations by `<entryPoint version>:<nonce>`. */
     reservations: (address: Address) => `${account(address)}:reservations`,
+    /** HASH {reason, actor, at}: present while an operator has frozen the account. */
+    frozen: (address: Address) => `${account(address)}:frozen`,
+    /** ZSET of credits, "<reference>:<fen>" scored by credit time: the top-up cooling period reads it. */
+    credits: (address: Address) => `${account(address)}:credits`,
+    /** Counters of new sponsorships in a UTC minute and day, and of fen reserved in a UTC day. */
+    opsInMinute: (address: Address, minute: number) => `${account(address)}:ops:m:${minute}`,
+    opsInDay: (address: Address, day: number) => `${account(address)}:ops:d:${day}`,
+    spendInDay: (address: Address, day: number) => `${account(address)}:spend:d:${day}`,
   };
 }
 

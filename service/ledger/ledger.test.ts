@@ -7,7 +7,7 @@ import { type Address, type Hex, getAddress, keccak256, toHex } from "viem";
 import { type RedisServer, startRedis } from "../../test/support/redis.ts";
 import { ServiceError } from "../errors.ts";
 import { createKeys } from "../redis.ts";
-import { MAX_FEN, type Ledger, createLedger } from "./ledger.ts";
+import { type AccountLimits, MAX_FEN, NO_ACCOUNT_LIMITS, type Ledger, type ReserveParameters, createLedger } from "./ledger.ts";
 
 const PAYMASTER: Address = "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0";
 let server: RedisServer;
@@ -21,8 +21,8 @@ function newAccount(): Address {
   return getAddress(keccak256(toHex(`account ${accountIndex++}`)).slice(0, 42));
 }
 
-function reserve(account: Address, nonce: bigint, chargeFen: bigint, validUntil = 1_000, target: Ledger = ledger) {
-  return target.reserve({ account, entryPointVersion: "0.7", nonce, paymaster: PAYMASTER, chargeFen, validUntil, now: 1 });
+function reserve(account: Address, nonce: bigint, chargeFen: bigint, validUntil = 1_000, target: Ledger = ledger, extra: Partial<ReserveParameters> = {}) {
+  return target.reserve({ account, entryPointVersion: "0.7", nonce, paymaster: PAYMASTER, chargeFen, validUntil, now: 1, ...extra });
 }
 
 async function rejection(promise: Promise<unknown>): Promise<ServiceError> {
@@ -107,7 +107,7 @@ describe("ledger", () => {
     for (const key of [0n, 1n, 2n, 3n]) await reserve(account, (key << 64n) | 5n, 10n);
     const error = await rejection(reserve(account, 4n << 64n, 10n));
     assert.equal(error.code, "TOO_MANY_RESERVATIONS");
-    assert.deepEqual(error.data, { limit: 4, current: 4 });
+    assert.deepEqual(error.data, { limit: "MAX_LIVE_RESERVATIONS_PER_SENDER", limitValue: "4", currentValue: "4" });
     await reserve(account, (2n << 64n) | 5n, 20n);
     assert.equal((await ledger.balance(account)).reservedFen, 50n);
   });
@@ -140,5 +140,90 @@ describe("ledger", () => {
     const account = newAccount();
     const tags = [keys.balance(account), keys.reservations(account)].map((key) => key.match(/\{([^}]+)\}/)?.[1]);
     assert.deepEqual(tags, [account, account]);
+  });
+});
+
+describe("account limits, evaluated atomically with the reservation", () => {
+  const NOW = 1_900_000_030; // 30 s into a UTC minute
+  const MINUTE_END = (Math.floor(NOW / 60) + 1) * 60;
+  const limits = (overrides: Partial<AccountLimits>): AccountLimits => ({ ...NO_ACCOUNT_LIMITS, ...overrides });
+  const ample = 1_000_000n;
+
+  /** Fires `count` reservations for distinct nonces at once over separate connections. */
+  async function storm(account: Address, count: number, chargeFen: bigint, accountLimits: AccountLimits, now = NOW) {
+    const ledgers = Array.from({ length: 5 }, () => createLedger({ redis: server.client(), keys, maxLiveReservations: 1_000 }));
+    return Promise.allSettled(
+      Array.from({ length: count }, (_, i) => reserve(account, BigInt(i), chargeFen, now + 300, ledgers[i % 5], { now, limits: accountLimits })),
+    );
+  }
+  const granted = (outcomes: PromiseSettledResult<unknown>[]) => outcomes.filter((o) => o.status === "fulfilled").length;
+  const codes = (outcomes: PromiseSettledResult<unknown>[]) => new Set(outcomes.flatMap((o) => (o.status === "rejected" ? [(o.reason as ServiceError).code] : [])));
+
+  it("refuses a frozen account and serves it again once unfrozen", async () => {
+    const account = newAccount();
+    await ledger.credit(account, ample);
+    await redis.hset(keys.frozen(account), { reason: "chargeback", actor: "ops", at: String(NOW) });
+    const error = await rejection(reserve(account, 0n, 10n, 1_000, ledger, { now: NOW }));
+    assert.equal(error.code, "ACCOUNT_FROZEN");
+    await redis.del(keys.frozen(account));
+    await reserve(account, 0n, 10n, 1_000, ledger, { now: NOW });
+  });
+
+  it("grants exactly maxOperationsPerMinute of a concurrent storm, saying when the minute ends", async () => {
+    const account = newAccount();
+    await ledger.credit(account, ample);
+    const outcomes = await storm(account, 12, 10n, limits({ maxOperationsPerMinute: 3 }));
+    assert.equal(granted(outcomes), 3);
+    assert.deepEqual(codes(outcomes), new Set(["LIMIT_OPS_PER_MINUTE"]));
+    const error = await rejection(reserve(account, 99n, 10n, 1_000, ledger, { now: NOW, limits: limits({ maxOperationsPerMinute: 3 }) }));
+    assert.deepEqual(error.data, { limit: "perAccount.maxOperationsPerMinute", limitValue: "3", currentValue: "3", retryAfter: MINUTE_END });
+    await reserve(account, 99n, 10n, 1_000, ledger, { now: MINUTE_END, limits: limits({ maxOperationsPerMinute: 3 }) });
+  });
+
+  it("grants exactly maxOperationsPerDay of a concurrent storm, until the UTC day ends", async () => {
+    const account = newAccount();
+    await ledger.credit(account, ample);
+    const outcomes = await storm(account, 12, 10n, limits({ maxOperationsPerDay: 5 }));
+    assert.equal(granted(outcomes), 5);
+    assert.deepEqual(codes(outcomes), new Set(["LIMIT_OPS_PER_DAY"]));
+    const roomy = createLedger({ redis, keys, maxLiveReservations: 1_000 });
+    const error = await rejection(reserve(account, 99n, 10n, 1_000, roomy, { now: NOW, limits: limits({ maxOperationsPerDay: 5 }) }));
+    assert.equal(error.code, "LIMIT_OPS_PER_DAY");
+    assert.equal(error.data?.retryAfter, (Math.floor(NOW / 86_400) + 1) * 86_400);
+  });
+
+  it("does not count signing the same nonce again as another operation", async () => {
+    const account = newAccount();
+    await ledger.credit(account, ample);
+    for (let i = 0; i < 3; i++) await reserve(account, 7n, 10n + BigInt(i), 1_000, ledger, { now: NOW, limits: limits({ maxOperationsPerMinute: 1 }) });
+    assert.equal((await ledger.balance(account)).reservedFen, 12n);
+  });
+
+  it("keeps concurrent spending within maxSpendFenPerDay", async () => {
+    const account = newAccount();
+    await ledger.credit(account, ample);
+    const outcomes = await storm(account, 10, 30n, limits({ maxSpendFenPerDay: 100n }));
+    assert.equal(granted(outcomes), 3);
+    assert.deepEqual(codes(outcomes), new Set(["LIMIT_ACCOUNT_SPEND_PER_DAY"]));
+    assert.equal((await ledger.balance(account)).reservedFen, 90n);
+  });
+
+  it("holds recent top-ups for the cooling period and says when enough have matured", async () => {
+    const account = newAccount();
+    const cooling = limits({ topUpCoolingSeconds: 600 });
+    await ledger.credit(account, 100n, { reference: "order-old", at: NOW - 10_000 });
+    await ledger.credit(account, 100n, { reference: "order-new", at: NOW - 100 });
+    await reserve(account, 0n, 100n, 1_000, ledger, { now: NOW, limits: cooling });
+    const error = await rejection(reserve(account, 1n, 50n, 1_000, ledger, { now: NOW, limits: cooling }));
+    assert.equal(error.code, "TOPUP_COOLING");
+    assert.deepEqual(error.data, { limit: "perAccount.topUpCoolingSeconds", limitValue: "600", currentValue: "0", retryAfter: NOW + 500, neededFen: "50", spendableFen: "0" });
+    await reserve(account, 1n, 50n, 1_000, ledger, { now: NOW + 500, limits: cooling });
+  });
+
+  it("still says INSUFFICIENT_BALANCE when cooled funds would not cover the op either", async () => {
+    const account = newAccount();
+    await ledger.credit(account, 100n, { reference: "order-new", at: NOW - 10 });
+    const error = await rejection(reserve(account, 0n, 150n, 1_000, ledger, { now: NOW, limits: limits({ topUpCoolingSeconds: 600 }) }));
+    assert.equal(error.code, "INSUFFICIENT_BALANCE");
   });
 });

@@ -1,3 +1,5 @@
+import { randomBytes } from "node:crypto";
+
 import type { Redis } from "ioredis";
 import { type Address, type Hex, getAddress } from "viem";
 
@@ -32,6 +34,21 @@ export type Reservation = {
 
 export type AccountBalance = { balanceFen: bigint; reservedFen: bigint; availableFen: bigint };
 
+/** The account limits the reservation enforces atomically; null means no limit. */
+export type AccountLimits = {
+  maxOperationsPerMinute: number | null;
+  maxOperationsPerDay: number | null;
+  maxSpendFenPerDay: bigint | null;
+  /** Seconds after a credit before it can be spent; 0 turns the cooling period off. */
+  topUpCoolingSeconds: number;
+};
+
+/** No account limits: only the balance and the per-sender cap apply. */
+export const NO_ACCOUNT_LIMITS: AccountLimits = { maxOperationsPerMinute: null, maxOperationsPerDay: null, maxSpendFenPerDay: null, topUpCoolingSeconds: 0 };
+
+/** Credits older than this are dropped from the cooling index; the policy's cooling period is shorter. */
+export const MAX_COOLING_SECONDS = 30 * 86_400;
+
 export type ReserveParameters = {
   account: Address;
   entryPointVersion: EntryPointVersion;
@@ -40,6 +57,7 @@ export type ReserveParameters = {
   chargeFen: bigint;
   validUntil: number;
   now: number;
+  limits?: AccountLimits;
 };
 
 type StoredOp = { userOpHash: Hex; chargeFen: string; maxWei: string; validUntil: number; rate: unknown };
@@ -66,6 +84,47 @@ function decodeReservation(json: string): Reservation {
   };
 }
 
+type RefusalReason =
+  | "ACCOUNT_FROZEN"
+  | "TOO_MANY_RESERVATIONS"
+  | "LIMIT_OPS_PER_MINUTE"
+  | "LIMIT_OPS_PER_DAY"
+  | "LIMIT_ACCOUNT_SPEND_PER_DAY"
+  | "INSUFFICIENT_BALANCE"
+  | "TOPUP_COOLING";
+
+/** The ServiceError for a refused reservation: the limit's name and value, the current value, when it lifts. */
+function refusal(
+  reason: RefusalReason,
+  { limitValue, currentValue, retryAfter, chargeFen, maxLiveReservations }: { limitValue: number; currentValue: number; retryAfter: number; chargeFen: bigint; maxLiveReservations: number },
+): ServiceError {
+  const facts = (limit: string) => ({ limit, limitValue: String(limitValue), currentValue: String(currentValue), ...(retryAfter ? { retryAfter } : {}) });
+  switch (reason) {
+    case "ACCOUNT_FROZEN":
+      return new ServiceError("ACCOUNT_FROZEN", "this account is frozen by the operator; contact support", { data: { limit: "account.frozen" } });
+    case "TOO_MANY_RESERVATIONS":
+      return new ServiceError("TOO_MANY_RESERVATIONS", `account has ${currentValue} unsettled sponsorships, the most allowed; wait for one to land or expire`, {
+        data: { ...facts("MAX_LIVE_RESERVATIONS_PER_SENDER"), limit: "MAX_LIVE_RESERVATIONS_PER_SENDER", limitValue: String(maxLiveReservations) },
+      });
+    case "LIMIT_OPS_PER_MINUTE":
+      return new ServiceError("LIMIT_OPS_PER_MINUTE", `at most ${limitValue} sponsored operations a minute; retry after the time in retryAfter`, { data: facts("perAccount.maxOperationsPerMinute") });
+    case "LIMIT_OPS_PER_DAY":
+      return new ServiceError("LIMIT_OPS_PER_DAY", `at most ${limitValue} sponsored operations a day (UTC); retry after the time in retryAfter`, { data: facts("perAccount.maxOperationsPerDay") });
+    case "LIMIT_ACCOUNT_SPEND_PER_DAY":
+      return new ServiceError("LIMIT_ACCOUNT_SPEND_PER_DAY", "this operation would take the account past its daily spending limit; retry tomorrow (UTC) or lower its gas limits", {
+        data: { ...facts("perAccount.maxSpendFenPerDay"), neededFen: chargeFen.toString() },
+      });
+    case "TOPUP_COOLING":
+      return new ServiceError("TOPUP_COOLING", "recent top-ups cannot be spent yet; retry after the time in retryAfter", {
+        data: { ...facts("perAccount.topUpCoolingSeconds"), neededFen: chargeFen.toString(), spendableFen: String(currentValue) },
+      });
+    case "INSUFFICIENT_BALANCE":
+      return new ServiceError("INSUFFICIENT_BALANCE", "balance does not cover this operation's worst-case gas cost; top up first", {
+        data: { neededFen: chargeFen.toString(), availableFen: String(currentValue), hint: "top up via POST /v1/topups" },
+      });
+  }
+}
+
 /** A Lua script as a function of its keys and arguments, sent by SHA (EVALSHA) once Redis knows it. */
 function defineScript(redis: Redis, name: string, lua: string, numberOfKeys: number) {
   redis.defineCommand(name, { lua, numberOfKeys });
@@ -75,7 +134,7 @@ function defineScript(redis: Redis, name: string, lua: string, numberOfKeys: num
 
 /** The fiat ledger: balances and reservations in fen, in Redis. */
 export function createLedger({ redis, keys, maxLiveReservations }: { redis: Redis; keys: Keys; maxLiveReservations: number }) {
-  const reserveScript = defineScript(redis, "fiatgasReserve", RESERVE, 2);
+  const reserveScript = defineScript(redis, "fiatgasReserve", RESERVE, 7);
   const attachOpScript = defineScript(redis, "fiatgasAttachOp", ATTACH_OP, 1);
   const releaseScript = defineScript(redis, "fiatgasRelease", RELEASE, 2);
 
@@ -87,18 +146,34 @@ export function createLedger({ redis, keys, maxLiveReservations }: { redis: Redi
   return {
     balance,
 
-    /** Adds `fen` to the balance; returns the new balance. */
-    async credit(account: Address, fen: bigint): Promise<bigint> {
+    /**
+     * Adds `fen` to the balance and indexes the credit by time for the top-up cooling period;
+     * returns the new balance. `reference` names the credit (a top-up's order id), unique per credit.
+     */
+    async credit(
+      account: Address,
+      fen: bigint,
+      { reference = randomBytes(8).toString("hex"), at = Math.floor(Date.now() / 1000) }: { reference?: string; at?: number } = {},
+    ): Promise<bigint> {
       checkFen("credit", fen);
-      return BigInt(await redis.hincrby(keys.balance(account), "balance", fen.toString()));
+      if (!/^[\w-]{1,64}$/.test(reference)) throw new RangeError(`credit reference must be 1-64 word characters, got ${reference}`);
+      const [[, balanceAfter]] = (await redis
+        .multi()
+        .hincrby(keys.balance(account), "balance", fen.toString())
+        .zadd(keys.credits(account), at, `${reference}:${fen}`)
+        .zremrangebyscore(keys.credits(account), "-inf", `(${at - MAX_COOLING_SECONDS}`)
+        .exec()) as [[null, number], ...unknown[]];
+      return BigInt(balanceAfter);
     },
 
     /**
-     * Holds `chargeFen` for the slot if the available balance covers it, atomically.
-     * Throws INSUFFICIENT_BALANCE (with needed and available fen) or TOO_MANY_RESERVATIONS.
+     * Holds `chargeFen` for the slot if the account's limits and available balance allow it,
+     * atomically. Throws the limit's code (ACCOUNT_FROZEN, TOO_MANY_RESERVATIONS,
+     * LIMIT_OPS_PER_MINUTE, LIMIT_OPS_PER_DAY, LIMIT_ACCOUNT_SPEND_PER_DAY, TOPUP_COOLING) or
+     * INSUFFICIENT_BALANCE, with the limit, its value, the current value and when it lifts.
      */
     async reserve(parameters: ReserveParameters): Promise<{ availableFen: bigint }> {
-      const { account, entryPointVersion, nonce, paymaster, chargeFen, validUntil, now } = parameters;
+      const { account, entryPointVersion, nonce, paymaster, chargeFen, validUntil, now, limits = NO_ACCOUNT_LIMITS } = parameters;
       checkFen("charge", chargeFen);
       const record: StoredReservation = {
         entryPointVersion,
@@ -109,25 +184,33 @@ export function createLedger({ redis, keys, maxLiveReservations }: { redis: Redi
         createdAt: now,
         ops: [],
       };
+      const minute = Math.floor(now / 60);
+      const day = Math.floor(now / 86_400);
+      const orNone = (limit: number | bigint | null) => (limit === null ? "-1" : limit.toString());
       const result = (await reserveScript(
         keys.balance(account),
         keys.reservations(account),
+        keys.frozen(account),
+        keys.opsInMinute(account, minute),
+        keys.opsInDay(account, day),
+        keys.spendInDay(account, day),
+        keys.credits(account),
         reservationSlot(entryPointVersion, nonce),
         chargeFen.toString(),
         JSON.stringify(record),
         String(validUntil),
         String(maxLiveReservations),
-      )) as [1, number] | [0, "INSUFFICIENT_BALANCE" | "TOO_MANY_RESERVATIONS", number, number, number];
+        String(now),
+        orNone(limits.maxOperationsPerMinute),
+        orNone(limits.maxOperationsPerDay),
+        orNone(limits.maxSpendFenPerDay),
+        String(limits.topUpCoolingSeconds),
+        String((minute + 1) * 60),
+        String((day + 1) * 86_400),
+      )) as [1, number] | [0, RefusalReason, number, number, number];
       if (result[0] === 1) return { availableFen: BigInt(result[1]) };
-      const [, reason, available, , live] = result;
-      if (reason === "TOO_MANY_RESERVATIONS") {
-        throw new ServiceError("TOO_MANY_RESERVATIONS", `account has ${live} unsettled sponsorships, the most allowed; wait for one to land or expire`, {
-          data: { limit: maxLiveReservations, current: live },
-        });
-      }
-      throw new ServiceError("INSUFFICIENT_BALANCE", "balance does not cover this operation's worst-case gas cost; top up first", {
-        data: { neededFen: chargeFen.toString(), availableFen: String(available), hint: "top up via POST /v1/topups" },
-      });
+      const [, reason, limitValue, currentValue, retryAfter] = result;
+      throw refusal(reason, { limitValue, currentValue, retryAfter, chargeFen, maxLiveReservations });
     },
 
     /** Records a signed op on its reservation. Returns false if the reservation was released meanwhile. */

@@ -49,7 +49,7 @@ export const policySchema = z
         maxOperationsPerDay: count("maxOperationsPerDay").nullable().default(null),
         maxSpendFenPerDay: amount("fen").nullable().default(null),
         /** Seconds after a top-up before its funds can be spent (chargeback risk); 0 turns it off. */
-        topUpCoolingSeconds: count("topUpCoolingSeconds").default(0),
+        topUpCoolingSeconds: count("topUpCoolingSeconds").max(30 * 86_400, "topUpCoolingSeconds must be at most 30 days").default(0),
       })
       .strict()
       .prefault({}),

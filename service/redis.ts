@@ -32,6 +32,8 @@ export function createKeys(prefix: string) {
     opsInMinute: (address: Address, minute: number) => `${account(address)}:ops:m:${minute}`,
     opsInDay: (address: Address, day: number) => `${account(address)}:ops:d:${day}`,
     spendInDay: (address: Address, day: number) => `${account(address)}:spend:d:${day}`,
+    /** Fen reserved by all accounts in a UTC day (its own slot: `{global}`). */
+    globalSpendInDay: (day: number) => `${prefix}:{global}:spend:d:${day}`,
   };
 }
 

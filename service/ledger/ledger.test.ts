@@ -226,4 +226,35 @@ describe("account limits, evaluated atomically with the reservation", () => {
     const error = await rejection(reserve(account, 0n, 150n, 1_000, ledger, { now: NOW, limits: limits({ topUpCoolingSeconds: 600 }) }));
     assert.equal(error.code, "INSUFFICIENT_BALANCE");
   });
+
+  it("keeps concurrent spending of many accounts within the global daily limit", async () => {
+    const accounts = Array.from({ length: 8 }, newAccount);
+    for (const account of accounts) await ledger.credit(account, ample);
+    const day = Math.floor(NOW / 86_400);
+    await redis.del(keys.globalSpendInDay(day));
+    const ledgers = Array.from({ length: 4 }, () => createLedger({ redis: server.client(), keys, maxLiveReservations: 1_000 }));
+    const outcomes = await Promise.allSettled(
+      accounts.flatMap((account, a) =>
+        [0n, 1n, 2n].map((nonce) => reserve(account, nonce, 40n, 1_000, ledgers[a % 4], { now: NOW, globalMaxSpendFenPerDay: 500n })),
+      ),
+    );
+    assert.equal(granted(outcomes), 12, "500 fen covers twelve 40-fen ops of the 24 asked");
+    assert.deepEqual(codes(outcomes), new Set(["LIMIT_GLOBAL_SPEND_PER_DAY"]));
+    assert.equal(await redis.get(keys.globalSpendInDay(day)), "480", "refused claims were given back");
+    const error = await rejection(reserve(accounts[0], 9n, 40n, 1_000, ledgers[0], { now: NOW, globalMaxSpendFenPerDay: 500n }));
+    assert.deepEqual(error.data, { limit: "global.maxSpendFenPerDay", limitValue: "500", currentValue: "480", retryAfter: (day + 1) * 86_400 });
+  });
+
+  it("gives the global claim back when the account step refuses, and counts a re-sign only by what it adds", async () => {
+    const account = newAccount();
+    await ledger.credit(account, 100n);
+    const day = Math.floor(NOW / 86_400);
+    await redis.del(keys.globalSpendInDay(day));
+    await rejection(reserve(account, 0n, 200n, 1_000, ledger, { now: NOW, globalMaxSpendFenPerDay: 10_000n }));
+    assert.equal(await redis.get(keys.globalSpendInDay(day)), "0");
+    await reserve(account, 0n, 60n, 1_000, ledger, { now: NOW, globalMaxSpendFenPerDay: 10_000n });
+    await reserve(account, 0n, 50n, 1_000, ledger, { now: NOW, globalMaxSpendFenPerDay: 10_000n });
+    await reserve(account, 0n, 70n, 1_000, ledger, { now: NOW, globalMaxSpendFenPerDay: 10_000n });
+    assert.equal(await redis.get(keys.globalSpendInDay(day)), "70", "60, then nothing, then 10 more");
+  });
 });

@@ -6,7 +6,7 @@ import { type Address, type Hex, getAddress } from "viem";
 import type { EntryPointVersion } from "../chain/entryPoints.ts";
 import { ServiceError } from "../errors.ts";
 import type { Keys } from "../redis.ts";
-import { ATTACH_OP, RELEASE, RESERVE } from "./scripts.ts";
+import { ATTACH_OP, CLAIM_GLOBAL_SPEND, RELEASE, RESERVE } from "./scripts.ts";
 
 /** Largest fen amount the ledger accepts: Lua numbers are exact up to 2^53. */
 export const MAX_FEN = BigInt(Number.MAX_SAFE_INTEGER);
@@ -58,6 +58,8 @@ export type ReserveParameters = {
   validUntil: number;
   now: number;
   limits?: AccountLimits;
+  /** The global daily spending limit in fen; null or absent means none. */
+  globalMaxSpendFenPerDay?: bigint | null;
 };
 
 type StoredOp = { userOpHash: Hex; chargeFen: string; maxWei: string; validUntil: number; rate: unknown };
@@ -135,6 +137,7 @@ function defineScript(redis: Redis, name: string, lua: string, numberOfKeys: num
 /** The fiat ledger: balances and reservations in fen, in Redis. */
 export function createLedger({ redis, keys, maxLiveReservations }: { redis: Redis; keys: Keys; maxLiveReservations: number }) {
   const reserveScript = defineScript(redis, "fiatgasReserve", RESERVE, 7);
+  const claimGlobalScript = defineScript(redis, "fiatgasClaimGlobalSpend", CLAIM_GLOBAL_SPEND, 1);
   const attachOpScript = defineScript(redis, "fiatgasAttachOp", ATTACH_OP, 1);
   const releaseScript = defineScript(redis, "fiatgasRelease", RELEASE, 2);
 
@@ -173,8 +176,22 @@ export function createLedger({ redis, keys, maxLiveReservations }: { redis: Redi
      * INSUFFICIENT_BALANCE, with the limit, its value, the current value and when it lifts.
      */
     async reserve(parameters: ReserveParameters): Promise<{ availableFen: bigint }> {
-      const { account, entryPointVersion, nonce, paymaster, chargeFen, validUntil, now, limits = NO_ACCOUNT_LIMITS } = parameters;
+      const { account, entryPointVersion, nonce, paymaster, chargeFen, validUntil, now, limits = NO_ACCOUNT_LIMITS, globalMaxSpendFenPerDay = null } = parameters;
       checkFen("charge", chargeFen);
+      const globalKey = keys.globalSpendInDay(Math.floor(now / 86_400));
+      if (globalMaxSpendFenPerDay !== null) {
+        const dayEnd = (Math.floor(now / 86_400) + 1) * 86_400;
+        const claim = (await claimGlobalScript(globalKey, chargeFen.toString(), globalMaxSpendFenPerDay.toString(), String(dayEnd))) as [1] | [0, number, number];
+        if (claim[0] === 0) {
+          throw new ServiceError("LIMIT_GLOBAL_SPEND_PER_DAY", "the application's daily sponsorship budget is spent; retry tomorrow (UTC)", {
+            data: { limit: "global.maxSpendFenPerDay", limitValue: String(claim[1]), currentValue: String(claim[2]), retryAfter: dayEnd },
+          });
+        }
+      }
+      /** Gives back the part of the global claim the account step did not use. */
+      const giveBack = async (fen: bigint) => {
+        if (globalMaxSpendFenPerDay !== null && fen > 0n) await redis.decrby(globalKey, fen.toString());
+      };
       const record: StoredReservation = {
         entryPointVersion,
         nonce: nonce.toString(),
@@ -207,8 +224,12 @@ export function createLedger({ redis, keys, maxLiveReservations }: { redis: Redi
         String(limits.topUpCoolingSeconds),
         String((minute + 1) * 60),
         String((day + 1) * 86_400),
-      )) as [1, number] | [0, RefusalReason, number, number, number];
-      if (result[0] === 1) return { availableFen: BigInt(result[1]) };
+      )) as [1, number, number] | [0, RefusalReason, number, number, number];
+      if (result[0] === 1) {
+        await giveBack(chargeFen - BigInt(result[2]));
+        return { availableFen: BigInt(result[1]) };
+      }
+      await giveBack(chargeFen);
       const [, reason, limitValue, currentValue, retryAfter] = result;
       throw refusal(reason, { limitValue, currentValue, retryAfter, chargeFen, maxLiveReservations });
     },

@@ -12,7 +12,7 @@
  * 11 end of this minute, 12 end of today (unix seconds).
  * A slot signed again keeps the larger amount and the later validUntil (either signature can still
  * land, and only one can) and is not a new operation for the counts.
- * Returns {1, available after} or {0, reason, limit value, current value, retryAfter (0: none)}.
+ * Returns {1, available after, fen added} or {0, reason, limit value, current value, retryAfter (0: none)}.
  */
 export const RESERVE = `
 local amount = tonumber(ARGV[2])
@@ -86,7 +86,25 @@ if added > 0 then
   redis.call('INCRBY', KEYS[6], string.format('%.0f', added))
   redis.call('EXPIREAT', KEYS[6], tonumber(ARGV[12]) + 86400)
 end
-return {1, available - amount}
+return {1, available - amount, added}
+`;
+
+/**
+ * Claims fen against the global daily spending limit, before the account's own step; the caller
+ * gives back what the account step does not use. Global keys cannot share an account's Cluster
+ * slot, so the two steps are separate, and the claim-first order means concurrent requests can
+ * never push the total past the limit (a crash in between only over-counts).
+ * KEYS[1] global fen reserved today. ARGV[1] fen, ARGV[2] limit (-1: none), ARGV[3] end of today.
+ * Returns {1} or {0, limit, current}.
+ */
+export const CLAIM_GLOBAL_SPEND = `
+local amount = tonumber(ARGV[1])
+local cap = tonumber(ARGV[2])
+local spent = tonumber(redis.call('GET', KEYS[1]) or '0')
+if cap >= 0 and spent + amount > cap then return {0, cap, spent} end
+redis.call('INCRBY', KEYS[1], ARGV[1])
+redis.call('EXPIREAT', KEYS[1], tonumber(ARGV[3]) + 86400)
+return {1}
 `;
 
 /**

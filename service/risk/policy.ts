@@ -22,7 +22,7 @@ const unixSeconds = z.number().int().min(0, "must be unix seconds");
 /** A contract the policy lets accounts call, optionally only through some functions. */
 const allowedTarget = z.object({
   address,
-  /** Function selectors allowed on this target; null allows every function. */
+  /** Function selectors allowed on this target; null allows every function. "0x00000000" allows a plain ETH transfer (empty data). */
   selectors: z.array(selector).max(256).nullable().default(null),
 });
 

@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { inspect } from "node:util";
 import { describe, it } from "node:test";
 
 import { ConfigError, SECRET_SETTINGS, configuredPaymasters, loadConfig } from "./config.ts";
@@ -7,6 +9,7 @@ const PAYMASTER = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
 const FACTORY = "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512";
 const KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
 const SECRET = "ab".repeat(32);
+const ADMIN_TOKEN = "cd".repeat(16);
 
 /** A complete, valid environment; each test changes one thing. */
 const ENV: Record<string, string> = {
@@ -18,6 +21,7 @@ const ENV: Record<string, string> = {
   PRICE_SOURCE: "static",
   STATIC_PRICE: "25000.00",
   SESSION_SECRET: SECRET,
+  ADMIN_TOKEN,
   SIWE_DOMAIN: "app.fiatgas.example",
 };
 
@@ -67,6 +71,7 @@ describe("loadConfig", () => {
       "CHAIN_ID is required",
       "REDIS_URL is required",
       "SIGNER_PRIVATE_KEY is required",
+      "ADMIN_TOKEN is required: the bearer token of the /admin API, at least 32 characters (openssl rand -hex 32)",
       "SESSION_SECRET is required: 32+ random bytes as hex (openssl rand -hex 32)",
       "SIWE_DOMAIN is required: the site's host[:port] that wallets show, e.g. app.fiatgas.example",
       "PAYMASTER_V07_ADDRESS and/or PAYMASTER_V08_ADDRESS is required: the service needs a paymaster to sign for",
@@ -91,6 +96,15 @@ describe("loadConfig", () => {
     }
     const largest = "0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364140";
     assert.equal(loadConfig({ ...ENV, SIGNER_PRIVATE_KEY: largest }).SIGNER_PRIVATE_KEY, largest, "n - 1 is a key");
+  });
+
+  it("requires an ADMIN_TOKEN of 32+ printable characters, has no default, and keeps only its SHA-256 digest", () => {
+    assert.equal(problemWith({ ADMIN_TOKEN: undefined }), "ADMIN_TOKEN is required: the bearer token of the /admin API, at least 32 characters (openssl rand -hex 32)");
+    assert.equal(problemWith({ ADMIN_TOKEN: "x".repeat(31) }), "ADMIN_TOKEN must be at least 32 characters (openssl rand -hex 32)");
+    assert.equal(problemWith({ ADMIN_TOKEN: `${"x".repeat(16)} ${"x".repeat(16)}` }), "ADMIN_TOKEN must be printable ASCII without spaces (openssl rand -hex 32)");
+    const config = loadConfig(ENV);
+    assert.deepEqual(config.ADMIN_TOKEN, createHash("sha256").update(ADMIN_TOKEN).digest());
+    assert.ok(!inspect(config, { depth: null }).includes(ADMIN_TOKEN), "the token itself is not kept");
   });
 
   it("names an integer out of bounds, a fraction and a non-number", () => {
@@ -145,7 +159,7 @@ describe("loadConfig", () => {
   it("never repeats a secret's value in its messages", () => {
     const badSecrets = { SIGNER_PRIVATE_KEY: KEY.slice(0, 60), SESSION_SECRET: SECRET.slice(0, 40) };
     const found = problems({ ...ENV, ...badSecrets, ADMIN_TOKEN: "t0ps3cret-t0ps3cret" });
-    assert.equal(found.length, 2, found.join("\n"));
+    assert.equal(found.length, 3, found.join("\n"));
     for (const name of SECRET_SETTINGS) {
       const value = { ...ENV, ...badSecrets, ADMIN_TOKEN: "t0ps3cret-t0ps3cret" }[name]!;
       assert.ok(found.every((problem) => !problem.includes(value.replace(/^0x/, ""))), `${name}'s value is not repeated`);

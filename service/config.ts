@@ -1,5 +1,7 @@
 // One configuration schema, parsed once from the environment into a frozen object. Every
 // setting is documented in the README's configuration reference; a bad value names its variable.
+import { createHash } from "node:crypto";
+
 import { type Address, type Hex, isHex } from "viem";
 import { z } from "zod";
 
@@ -52,6 +54,13 @@ export const coreConfigSchema = z.object({
     // Checked here, not by the signer at boot: its error would print the key as a decimal number.
     .refine((value) => !isHex(value) || value.length !== 66 || (BigInt(value) > 0n && BigInt(value) < SECP256K1_N), "SIGNER_PRIVATE_KEY is not a valid secp256k1 private key (it must be from 1 to n-1)")
     .transform((value) => value as Hex),
+  // No default: a service must never run with a token anyone can read in the source. Kept only as
+  // its SHA-256 digest, which the admin routes compare in constant time, so logging the config shows no token.
+  ADMIN_TOKEN: z
+    .string({ error: "ADMIN_TOKEN is required: the bearer token of the /admin API, at least 32 characters (openssl rand -hex 32)" })
+    .min(32, "ADMIN_TOKEN must be at least 32 characters (openssl rand -hex 32)")
+    .regex(/^[\x21-\x7e]+$/, "ADMIN_TOKEN must be printable ASCII without spaces (openssl rand -hex 32)")
+    .transform((value) => createHash("sha256").update(value).digest()),
   SPONSORSHIP_VALIDITY_SECONDS: integer("SPONSORSHIP_VALIDITY_SECONDS", { min: 30, max: 3_600 }).default(300),
   PAYMASTER_VERIFICATION_GAS_LIMIT: integer("PAYMASTER_VERIFICATION_GAS_LIMIT", { min: 20_000, max: 500_000 }).default(30_000),
   MAX_LIVE_RESERVATIONS_PER_SENDER: integer("MAX_LIVE_RESERVATIONS_PER_SENDER", { min: 1, max: 1_000 }).default(4),

@@ -8,6 +8,7 @@ import { freePort } from "../test/support/redis.ts";
 
 const MAIN = path.join(import.meta.dirname, "main.ts");
 const SESSION_SECRET = "5e".repeat(32);
+const ADMIN_TOKEN = "ad".repeat(16);
 const VALID_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
 
 /** Runs main.ts with exactly `env`; resolves with its exit code and output. */
@@ -48,6 +49,7 @@ describe("node service/main.ts", () => {
       "  - CHAIN_ID must be an integer",
       "  - REDIS_URL is required",
       "  - SIGNER_PRIVATE_KEY must be a 32-byte 0x-prefixed hex key",
+      "  - ADMIN_TOKEN is required: the bearer token of the /admin API, at least 32 characters (openssl rand -hex 32)",
       "  - SESSION_SECRET must be at least 32 bytes (64 hex digits)",
       "  - SIWE_DOMAIN is required: the site's host[:port] that wallets show, e.g. app.fiatgas.example",
       "  - PAYMASTER_V07_ADDRESS and/or PAYMASTER_V08_ADDRESS is required: the service needs a paymaster to sign for",
@@ -66,11 +68,12 @@ describe("node service/main.ts", () => {
       PRICE_SOURCE: "static",
       STATIC_PRICE: "25000",
       SESSION_SECRET,
+      ADMIN_TOKEN,
       SIWE_DOMAIN: "app.fiatgas.example",
     });
     assert.equal(code, 2, stderr);
     assert.match(stderr, /^ {2}- SIGNER_PRIVATE_KEY is not a valid secp256k1 private key/m);
-    assertClean(stderr, [outOfRange, SESSION_SECRET]);
+    assertClean(stderr, [outOfRange, SESSION_SECRET, ADMIN_TOKEN]);
   });
 
   it("exits with code 2 and names Redis when nothing answers at REDIS_URL", async () => {
@@ -84,11 +87,12 @@ describe("node service/main.ts", () => {
       PRICE_SOURCE: "static",
       STATIC_PRICE: "25000",
       SESSION_SECRET,
+      ADMIN_TOKEN,
       SIWE_DOMAIN: "app.fiatgas.example",
       LOG_LEVEL: "silent",
     });
     assert.equal(code, 2, stderr);
     assert.match(stderr.trim(), /^preflight failed:\n {2}- Redis at REDIS_URL does not answer: [^\n]+$/);
-    assertClean(stderr, [VALID_KEY, SESSION_SECRET, "hunter2hunter2"]);
+    assertClean(stderr, [VALID_KEY, SESSION_SECRET, ADMIN_TOKEN, "hunter2hunter2"]);
   });
 });

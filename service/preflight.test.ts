@@ -127,6 +127,7 @@ describe("preflight", () => {
       PRICE_SOURCE: "static",
       STATIC_PRICE: "25000",
       SESSION_SECRET: "5e".repeat(32),
+      ADMIN_TOKEN: "ad".repeat(16),
       SIWE_DOMAIN: "app.fiatgas.test",
       SIWE_ACCOUNT_FACTORIES: `${deployments["0.7"].factory},${NO_CODE}`,
     });

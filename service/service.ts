@@ -5,6 +5,8 @@ import type { Redis } from "ioredis";
 import { type PublicClient, createPublicClient, http } from "viem";
 
 import { accountRoutes } from "./accounts/routes.ts";
+import { createAccountFreezes } from "./admin/freezes.ts";
+import { adminRoutes } from "./admin/routes.ts";
 import { REDACTED_PATHS, buildApp } from "./app.ts";
 import { ENTRYPOINT_ADDRESS, type EntryPointVersion } from "./chain/entryPoints.ts";
 import { type ServiceConfig, configuredPaymasters } from "./config.ts";
@@ -14,6 +16,7 @@ import { PreflightError, preflight } from "./preflight.ts";
 import { createPricing } from "./pricing/index.ts";
 import { pricingRoutes } from "./pricing/routes.ts";
 import { createKeys, createRedis } from "./redis.ts";
+import { createPolicyStore } from "./risk/policyStore.ts";
 import { rpcRoutes } from "./rpc/routes.ts";
 import { sessionRoutes } from "./sessions/routes.ts";
 import { createSessions } from "./sessions/sessions.ts";
@@ -43,6 +46,17 @@ export async function createService(config: Readonly<ServiceConfig>, { logger }:
     config,
     logger: { info: (fields, message) => app.log.info(fields, message), warn: (fields, message) => app.log.warn(fields, message) },
   });
+  // The operator's risk policy, kept in memory and reloaded on every instance within a second of a change.
+  const policies = createPolicyStore({
+    redis,
+    prefix: config.REDIS_KEY_PREFIX,
+    logger: {
+      info: (fields, message) => app.log.info(fields, message),
+      warn: (fields, message) => app.log.warn(fields, message),
+      error: (fields, message) => app.log.error(fields, message),
+    },
+  });
+  const freezes = createAccountFreezes({ redis, keys });
   const sponsorship = createSponsorship({
     chainId: config.CHAIN_ID,
     paymasters,
@@ -78,12 +92,14 @@ export async function createService(config: Readonly<ServiceConfig>, { logger }:
         priceMaxAgeSeconds: config.PRICE_MAX_AGE_SECONDS,
         supportedEntryPoints: (Object.keys(paymasters) as EntryPointVersion[]).map((version) => ENTRYPOINT_ADDRESS[version]),
       }),
+      route(adminRoutes, { policies, ledger, freezes, adminTokenDigest: config.ADMIN_TOKEN, currency: config.FIAT_CURRENCY }),
     ],
   });
   // Without a listener ioredis prints every reconnect failure, stack and all, to stderr; /readyz reports the outage.
   redis.on("error", (error: Error) => app.log.warn({ err: { name: error.name, message: error.message } }, "redis connection error"));
   app.addHook("onClose", async () => {
     pricing.stop();
+    await policies.stop();
     await redis.quit().catch(() => redis.disconnect());
   });
 
@@ -96,6 +112,9 @@ export async function createService(config: Readonly<ServiceConfig>, { logger }:
     pricing,
     sessions,
     signer,
+    /** The risk policy store: `policies.current()` is the policy in force, from memory. */
+    policies,
+    freezes,
     /** Connects, checks the deployment, and fills the pricing caches before traffic. */
     async start() {
       // Failures become PreflightErrors, which main.ts reports as a start-up problem (exit 2, no stack).
@@ -105,6 +124,10 @@ export async function createService(config: Readonly<ServiceConfig>, { logger }:
       await preflight({ publicClient, redis, chainId: config.CHAIN_ID, paymasters, signer: signer.address });
       await sessions.preflight().catch((error: unknown) => {
         throw new PreflightError([firstLine(error)]);
+      });
+      // A stored policy that does not validate stops the start: running on the defaults would lift every limit.
+      await policies.start().catch((error: unknown) => {
+        throw new PreflightError([`risk policy: ${firstLine(error)}`]);
       });
       await pricing.start();
     },

@@ -29,6 +29,7 @@ export async function startServiceStack(env: Record<string, string> = {}, { logg
   const anvil: AnvilChain = await startAnvil();
   const redis: RedisServer = await startRedis();
   const signerKey = generatePrivateKey();
+  const adminToken = env.ADMIN_TOKEN ?? randomBytes(32).toString("hex");
   const { deployments } = await deployPaymasters(anvil, { signer: privateKeyToAccount(signerKey) });
   const config = loadConfig({
     RPC_URL: anvil.url,
@@ -42,6 +43,7 @@ export async function startServiceStack(env: Record<string, string> = {}, { logg
     MARKUP_BPS: "1000",
     FIXED_FEE_FEN: "1",
     SESSION_SECRET: randomBytes(32).toString("hex"),
+    ADMIN_TOKEN: adminToken,
     SIWE_DOMAIN,
     SIWE_ACCOUNT_FACTORIES: `${deployments["0.7"].factory},${deployments["0.8"].factory}`,
     PRICING_POLL_INTERVAL_MS: "100",
@@ -65,6 +67,8 @@ export async function startServiceStack(env: Record<string, string> = {}, { logg
     deployments,
     url: address,
     rpcUrl: `${address}/rpc`,
+    /** The stack's ADMIN_TOKEN, for `Authorization: Bearer` on /admin routes. */
+    adminToken,
     post,
     /** A fresh SimpleAccount for `version` (not deployed yet) and its owner. */
     async newAccount(version: EntryPointVersion, owner: PrivateKeyAccount = privateKeyToAccount(generatePrivateKey())) {

@@ -64,7 +64,7 @@ export async function createService(config: Readonly<ServiceConfig>, { logger }:
     ledger,
     pricing,
     sessions,
-    validitySeconds: config.SPONSORSHIP_VALIDITY_SECONDS,
+    policy: () => policies.current().policy,
     paymasterVerificationGasLimit: BigInt(config.PAYMASTER_VERIFICATION_GAS_LIMIT),
     sponsor: { name: config.SPONSOR_NAME, icon: config.SPONSOR_ICON },
     now: () => Math.floor(Date.now() / 1000),

@@ -7,6 +7,9 @@ import { ENTRYPOINT_ADDRESS, type EntryPointVersion, entryPointVersionAt } from 
 import { ServiceError } from "../errors.ts";
 import type { Ledger } from "../ledger/ledger.ts";
 import { type Pricing, type UserOperationGas, lockedRateToJson } from "../pricing/index.ts";
+import { checkCalls } from "../risk/calls.ts";
+import { checkOperationLimits } from "../risk/operationLimits.ts";
+import type { Policy } from "../risk/policy.ts";
 import type { RpcUserOperation } from "../rpc/schemas.ts";
 import type { SponsoredUserOperation } from "./paymasterData.ts";
 import type { SponsorshipSigner } from "./signer.ts";
@@ -42,14 +45,15 @@ export function createSponsorship(deps: {
   paymasters: Partial<Record<EntryPointVersion, Address>>;
   signer: SponsorshipSigner;
   ledger: Ledger;
-  pricing: Pick<Pricing, "quote">;
+  pricing: Pick<Pricing, "quote" | "baseFee">;
   sessions: SessionsPort;
-  validitySeconds: number;
+  /** The risk policy in force (live-reloaded). */
+  policy: () => Policy;
   paymasterVerificationGasLimit: bigint;
   sponsor: { name: string; icon: string };
   now: () => number;
 }) {
-  const { chainId, paymasters, signer, ledger, pricing, sessions, validitySeconds, sponsor, now } = deps;
+  const { chainId, paymasters, signer, ledger, pricing, sessions, policy: currentPolicy, sponsor, now } = deps;
   const toHex = (value: bigint) => `0x${value.toString(16)}` as Hex;
 
   /** The EntryPoint version and our paymaster for it, or a precise error. */
@@ -80,8 +84,14 @@ export function createSponsorship(deps: {
     };
   }
 
-  function window() {
-    return { validUntil: now() + validitySeconds, validAfter: 0 };
+  function window(policy: Policy) {
+    return { validUntil: now() + policy.time.signatureValiditySeconds, validAfter: 0 };
+  }
+
+  /** Refuses calls the policy does not allow: cheap, so it runs for stub data too, before the user signs. */
+  function enforceCallPolicy(op: { sender: Address; callData: Hex }, policy: Policy) {
+    const verdict = checkCalls({ sender: op.sender, callData: op.callData, policy });
+    if (!verdict.ok) throw new ServiceError(verdict.code, verdict.message, { data: { limit: verdict.limit, ...verdict.data } });
   }
 
   return {
@@ -89,9 +99,11 @@ export function createSponsorship(deps: {
     async stub([userOperation, entryPoint, requestedChainId]: PaymasterParams): Promise<StubResult> {
       const { version, paymaster } = target(entryPoint, requestedChainId);
       const op = sponsoredOp(userOperation, version);
+      const policy = currentPolicy();
+      enforceCallPolicy(op, policy);
       return {
         paymaster,
-        paymasterData: signer.stubPaymasterData(window()),
+        paymasterData: signer.stubPaymasterData(window(policy)),
         paymasterVerificationGasLimit: toHex(op.paymasterVerificationGasLimit),
         paymasterPostOpGasLimit: toHex(op.paymasterPostOpGasLimit),
         sponsor,
@@ -107,11 +119,29 @@ export function createSponsorship(deps: {
       const { version, paymaster } = target(entryPoint, requestedChainId);
       const op = sponsoredOp(userOperation, version);
       await sessions.requireSessionFor(context.session, op.sender);
+      const policy = currentPolicy();
+      enforceCallPolicy(op, policy);
       // The worst case is the EntryPoint's required prefund, priced at a rate locked now.
       const { maxWei, maxChargeFen: chargeFen, rate } = pricing.quote(op);
-      const { validUntil, validAfter } = window();
+      const rejection = checkOperationLimits({ op, chargeFen, baseFee: pricing.baseFee(), policy, now: now() });
+      if (rejection) {
+        const { code, message, ...facts } = rejection;
+        throw new ServiceError(code, message, { data: facts });
+      }
+      const { validUntil, validAfter } = window(policy);
 
-      await ledger.reserve({ account: op.sender, entryPointVersion: version, nonce: op.nonce, paymaster, chargeFen, validUntil, now: now() });
+      // Account and global limits are judged inside the reservation, atomically with it.
+      await ledger.reserve({
+        account: op.sender,
+        entryPointVersion: version,
+        nonce: op.nonce,
+        paymaster,
+        chargeFen,
+        validUntil,
+        now: now(),
+        limits: policy.perAccount,
+        globalMaxSpendFenPerDay: policy.global.maxSpendFenPerDay,
+      });
       const paymasterData = await signer.paymasterData({ userOperation: op, entryPointVersion: version, paymaster, validUntil, validAfter });
       const userOpHash = getUserOperationHash({
         userOperation: { ...op, paymaster, paymasterData, signature: "0x" },

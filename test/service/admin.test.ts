@@ -12,7 +12,7 @@ import { PreflightError } from "../../service/preflight.ts";
 import { DEFAULT_POLICY, policyToJson } from "../../service/risk/policy.ts";
 import { policyKeys } from "../../service/risk/policyStore.ts";
 import { type Service, createService } from "../../service/service.ts";
-import { type ServiceStack, startServiceStack } from "../support/serviceFixture.ts";
+import { FIXTURE_POLICY, type ServiceStack, startServiceStack } from "../support/serviceFixture.ts";
 
 /** Every line the service logs at info and above. */
 const logLines: string[] = [];
@@ -26,7 +26,8 @@ const logStream = new Writable({
 let stack: ServiceStack;
 let second: Service | undefined;
 before(async () => {
-  stack = await startServiceStack({}, { logger: { level: "info", stream: logStream } });
+  // No starting policy: these tests count versions from 0, the defaults.
+  stack = await startServiceStack({}, { logger: { level: "info", stream: logStream }, policy: null });
 });
 after(async () => {
   await second?.stop();
@@ -359,6 +360,8 @@ describe("accounts", () => {
     const account = await stack.newAccount("0.7");
     const token = await stack.signIn(account);
     await stack.service.ledger.credit(account.sender, 100_000n);
+    // The op's fixed 3 gwei would break the default fee cap on anvil's decayed base fee.
+    await stack.service.policies.put(FIXTURE_POLICY, { expectedVersion: stack.service.policies.current().version, actor: "test" });
     const signed = await stack.post("/rpc", {
       jsonrpc: "2.0",
       id: 1,

@@ -9,6 +9,7 @@ import { createSiweMessage } from "viem/siwe";
 
 import { ENTRYPOINT_ADDRESS, type EntryPointVersion } from "../../service/chain/entryPoints.ts";
 import { loadConfig } from "../../service/config.ts";
+import type { PolicyDocument } from "../../service/risk/policy.ts";
 import { type Service, createService } from "../../service/service.ts";
 import { simpleAccount } from "./aa.ts";
 import { type AnvilChain, type Deployment, deployPaymasters, startAnvil } from "./anvil.ts";
@@ -24,8 +25,18 @@ export type RpcAnswer = {
 
 export type ServiceStack = Awaited<ReturnType<typeof startServiceStack>>;
 
+/**
+ * The policy every stack starts with: the defaults, but no fee cap against the base fee. Tests sign
+ * ops with fixed fees (3 gwei) so their charges can be computed by hand, while anvil's base fee
+ * decays with every near-empty block; tests of the fee cap set it through the admin API.
+ */
+export const FIXTURE_POLICY: PolicyDocument = { perOperation: { maxFeeToBaseFeeBps: null } };
+
 /** Starts chain, Redis and the service; `env` overrides any setting, `logger` replaces the silent log. */
-export async function startServiceStack(env: Record<string, string> = {}, { logger = false }: { logger?: FastifyServerOptions["logger"] } = {}) {
+export async function startServiceStack(
+  env: Record<string, string> = {},
+  { logger = false, policy = FIXTURE_POLICY }: { logger?: FastifyServerOptions["logger"]; policy?: PolicyDocument | null } = {},
+) {
   const anvil: AnvilChain = await startAnvil();
   const redis: RedisServer = await startRedis();
   const signerKey = generatePrivateKey();
@@ -52,6 +63,7 @@ export async function startServiceStack(env: Record<string, string> = {}, { logg
   });
   const service: Service = await createService(config, { logger });
   await service.start();
+  if (policy) await service.policies.put(policy, { expectedVersion: 0, actor: "test-fixture" });
   const address = await service.app.listen({ host: "127.0.0.1", port: 0 });
 
   /** POSTs JSON and returns the parsed answer, typed as the caller expects it, with its status. */

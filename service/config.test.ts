@@ -110,7 +110,7 @@ describe("loadConfig", () => {
   it("names an integer out of bounds, a fraction and a non-number", () => {
     assert.equal(problemWith({ PORT: "65536" }), "PORT must be at most 65535");
     assert.equal(problemWith({ CHAIN_ID: "0" }), "CHAIN_ID must be at least 1");
-    assert.equal(problemWith({ SPONSORSHIP_VALIDITY_SECONDS: "29" }), "SPONSORSHIP_VALIDITY_SECONDS must be at least 30");
+    assert.equal(problemWith({ PAYMASTER_VERIFICATION_GAS_LIMIT: "19999" }), "PAYMASTER_VERIFICATION_GAS_LIMIT must be at least 20000");
     assert.equal(problemWith({ PAYMASTER_VERIFICATION_GAS_LIMIT: "500001" }), "PAYMASTER_VERIFICATION_GAS_LIMIT must be at most 500000");
     assert.equal(problemWith({ RPC_MAX_BATCH: "101" }), "RPC_MAX_BATCH must be at most 100");
     assert.equal(problemWith({ RATE_LIMIT_PER_MINUTE: "0" }), "RATE_LIMIT_PER_MINUTE must be at least 1");

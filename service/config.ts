@@ -61,7 +61,6 @@ export const coreConfigSchema = z.object({
     .min(32, "ADMIN_TOKEN must be at least 32 characters (openssl rand -hex 32)")
     .regex(/^[\x21-\x7e]+$/, "ADMIN_TOKEN must be printable ASCII without spaces (openssl rand -hex 32)")
     .transform((value) => createHash("sha256").update(value).digest()),
-  SPONSORSHIP_VALIDITY_SECONDS: integer("SPONSORSHIP_VALIDITY_SECONDS", { min: 30, max: 3_600 }).default(300),
   PAYMASTER_VERIFICATION_GAS_LIMIT: integer("PAYMASTER_VERIFICATION_GAS_LIMIT", { min: 20_000, max: 500_000 }).default(30_000),
   MAX_LIVE_RESERVATIONS_PER_SENDER: integer("MAX_LIVE_RESERVATIONS_PER_SENDER", { min: 1, max: 1_000 }).default(4),
   RPC_MAX_BATCH: integer("RPC_MAX_BATCH", { min: 1, max: 100 }).default(20),

@@ -52,11 +52,14 @@ describe("per-operation limits", () => {
     assert.deepEqual([rejection?.code, rejection?.limit, rejection?.limitValue, rejection?.currentValue], ["LIMIT_CHARGE", "perOperation.maxChargeFen", "5693", "5694"]);
   });
 
-  it("caps maxFeePerGas at k × the base fee and the priority fee absolutely", () => {
-    // 3 gwei against 2 gwei × 1.5 = 3 gwei: allowed; 1.49× is not.
-    assert.equal(check({ perOperation: { maxFeeToBaseFeeBps: 15_000 } }), null);
-    const fee = check({ perOperation: { maxFeeToBaseFeeBps: 14_900 } });
-    assert.deepEqual([fee?.code, fee?.limit, fee?.limitValue, fee?.currentValue], ["LIMIT_FEE", "perOperation.maxFeeToBaseFeeBps", "2980000000", "3000000000"]);
+  it("caps maxFeePerGas at k × the base fee plus the tip, and the tip absolutely", () => {
+    // 3 gwei against 2 gwei × 1 + 1 gwei tip = 3 gwei: allowed; 0.99× is not.
+    assert.equal(check({ perOperation: { maxFeeToBaseFeeBps: 10_000 } }), null);
+    const fee = check({ perOperation: { maxFeeToBaseFeeBps: 10_000 } }, {}, { baseFee: 2n * GWEI - 1n });
+    assert.deepEqual([fee?.code, fee?.limit, fee?.limitValue, fee?.currentValue], ["LIMIT_FEE", "perOperation.maxFeeToBaseFeeBps", "2999999999", "3000000000"]);
+    // A small base fee next to the tip, as on a quiet chain: our own advice (1.2657 × base + tip) passes 3×.
+    const advice = check({}, { maxFeePerGas: 1_389_000_000n, maxPriorityFeePerGas: 1n * GWEI }, { baseFee: 308_000_000n });
+    assert.equal(advice, null);
     const tip = check({ perOperation: { maxPriorityFeePerGasWei: "999999999" } });
     assert.deepEqual([tip?.code, tip?.limit], ["LIMIT_FEE", "perOperation.maxPriorityFeePerGasWei"]);
   });

@@ -61,10 +61,12 @@ export function checkOperationLimits({
     return { code: "LIMIT_FEE", limit: "perOperation.maxPriorityFeePerGasWei", limitValue: limits.maxPriorityFeePerGasWei.toString(), currentValue: op.maxPriorityFeePerGas.toString(), message: "maxPriorityFeePerGas is above the operator's cap; use the fees from GET /v1/gas-prices" };
   }
   if (limits.maxFeeToBaseFeeBps !== null) {
-    // Integer form of maxFeePerGas ≤ baseFee × bps / 10000, rounding the cap down.
-    const cap = (baseFee * BigInt(limits.maxFeeToBaseFeeBps)) / 10_000n;
+    // The cap bounds the base-fee part of maxFeePerGas: k × baseFee plus the op's own tip, which
+    // maxPriorityFeePerGasWei caps. A cap on maxFeePerGas alone would refuse our own fee advice on
+    // chains whose base fee is small next to the tip. Integer form, rounding the cap down.
+    const cap = (baseFee * BigInt(limits.maxFeeToBaseFeeBps)) / 10_000n + op.maxPriorityFeePerGas;
     if (op.maxFeePerGas > cap) {
-      return { code: "LIMIT_FEE", limit: "perOperation.maxFeeToBaseFeeBps", limitValue: cap.toString(), currentValue: op.maxFeePerGas.toString(), message: `maxFeePerGas is above ${limits.maxFeeToBaseFeeBps / 10_000}× the base fee; use the fees from GET /v1/gas-prices` };
+      return { code: "LIMIT_FEE", limit: "perOperation.maxFeeToBaseFeeBps", limitValue: cap.toString(), currentValue: op.maxFeePerGas.toString(), message: `maxFeePerGas is above ${limits.maxFeeToBaseFeeBps / 10_000}× the base fee plus the tip; use the fees from GET /v1/gas-prices` };
     }
   }
   if (limits.maxChargeFen !== null && chargeFen > limits.maxChargeFen) {

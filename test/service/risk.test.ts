@@ -73,8 +73,8 @@ describe("the risk policy, changed live through the admin API", () => {
     const user = await account();
     await setPolicy({ perOperation: { maxFeeToBaseFeeBps: 20_000 } });
     const baseFee = stack.service.pricing.baseFee();
-    assert.ok((await user.ask({ maxFeePerGas: numberToHex(baseFee * 2n), maxPriorityFeePerGas: numberToHex(1n) })).result);
-    const { error } = await user.ask({ maxFeePerGas: numberToHex(baseFee * 2n + 1n), maxPriorityFeePerGas: numberToHex(1n) });
+    assert.ok((await user.ask({ maxFeePerGas: numberToHex(baseFee * 2n + 1n), maxPriorityFeePerGas: numberToHex(1n) })).result, "2× the base fee plus the tip");
+    const { error } = await user.ask({ maxFeePerGas: numberToHex(baseFee * 2n + 2n), maxPriorityFeePerGas: numberToHex(1n) });
     assert.equal(error?.data.code, "LIMIT_FEE");
     assert.equal(error?.data.limit, "perOperation.maxFeeToBaseFeeBps");
   });

@@ -37,7 +37,6 @@
 //   --nice=N             run the bench and everything it starts at this priority (-20..19, default 0;
 //                        below 0 needs root): on a shared machine, makes other work yield to it
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -55,7 +54,7 @@ import { createService } from "../../service/service.ts";
 import { executeCall, simpleAccount } from "../../test/support/aa.ts";
 import { deployPaymasters, startAnvil } from "../../test/support/anvil.ts";
 import { startRedis } from "../../test/support/redis.ts";
-import { SIWE_DOMAIN } from "../../test/support/serviceFixture.ts";
+import { SIWE_DOMAIN, localServiceEnv } from "../../test/support/serviceFixture.ts";
 import { type Check, type PhaseResult, type Step, type Target, closedLoop, findPeakRate, openLoop } from "./load.ts";
 import { formatProfile, summariseProfile } from "./profile.ts";
 
@@ -479,21 +478,7 @@ async function main() {
     const signerKey = generatePrivateKey();
     const { deployments } = await deployPaymasters(anvil, { signer: privateKeyToAccount(signerKey) });
     const env: Record<string, string> = {
-      RPC_URL: anvil.url,
-      CHAIN_ID: String(anvil.chainId),
-      REDIS_URL: redisServer.url,
-      PAYMASTER_V07_ADDRESS: deployments["0.7"].paymaster,
-      PAYMASTER_V08_ADDRESS: deployments["0.8"].paymaster,
-      SIGNER_PRIVATE_KEY: signerKey,
-      PRICE_SOURCE: "static",
-      STATIC_PRICE: "25000.00",
-      MARKUP_BPS: "1000",
-      FIXED_FEE_FEN: "1",
-      SESSION_SECRET: randomBytes(32).toString("hex"),
-      ADMIN_TOKEN: randomBytes(32).toString("hex"),
-      SIWE_DOMAIN,
-      SIWE_ACCOUNT_FACTORIES: `${deployments["0.7"].factory},${deployments["0.8"].factory}`,
-      LOG_LEVEL: "silent",
+      ...localServiceEnv({ anvil, redis: redisServer, deployments, signerKey }),
       // One client (the bench) sends everything: the per-client limit must not be what is measured.
       RATE_LIMIT_PER_MINUTE: "1000000",
       // Senders are reused with fresh nonce keys once all have been used.

@@ -17,7 +17,8 @@ export function bearerToken(request: FastifyRequest): string | undefined {
 /** Fen as a decimal string: JSON numbers are doubles, and money is never a float. */
 const fen = z.string().regex(/^-?\d+$/).describe("integer amount in fen (1/100 of the currency unit)");
 
-const accountResponse = z.object({
+/** An account's money, in fen as decimal strings; the admin lookup extends it. */
+export const accountBalanceSchema = z.object({
   address: z.string(),
   currency: z.string(),
   balanceFen: fen,
@@ -35,7 +36,7 @@ export async function accountRoutes(app: FastifyInstance, { ledger, sessions, cu
         description: "Needs the account's session token: `Authorization: Bearer <token>`.",
         tags: ["accounts"],
         params: z.object({ address }),
-        response: { 200: accountResponse },
+        response: { 200: accountBalanceSchema },
       },
     },
     async (request) => {

@@ -6,6 +6,7 @@ import { type ZodTypeProvider, serializerCompiler, validatorCompiler } from "fas
 import type { Address } from "viem";
 import { z } from "zod";
 
+import { accountBalanceSchema } from "../accounts/routes.ts";
 import { ServiceError } from "../errors.ts";
 import type { Ledger } from "../ledger/ledger.ts";
 import { policySchema, policyToJson } from "../risk/policy.ts";
@@ -68,12 +69,7 @@ const freezeResponse = z.object({
   changed: z.boolean().describe("false if the account already was in the requested state"),
 });
 
-const accountResponse = z.object({
-  address: z.string(),
-  currency: z.string(),
-  balanceFen: fen,
-  reservedFen: fen,
-  availableFen: fen,
+const accountResponse = accountBalanceSchema.extend({
   frozen: freeze.nullable().describe("null unless an operator froze the account; a frozen account gets no new sponsorship"),
   freezeLog: z.array(freeze.extend({ action: z.enum(["freeze", "unfreeze"]) })).describe("the latest freezes and unfreezes, newest first"),
   reservations: z

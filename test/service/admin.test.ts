@@ -5,14 +5,14 @@ import assert from "node:assert/strict";
 import { Writable } from "node:stream";
 import { after, before, describe, it } from "node:test";
 
-import { type Address, getAddress, numberToHex } from "viem";
+import { getAddress, numberToHex } from "viem";
 
 import { ERROR_TABLE } from "../../service/errors.ts";
 import { PreflightError } from "../../service/preflight.ts";
 import { DEFAULT_POLICY, policyToJson } from "../../service/risk/policy.ts";
 import { policyKeys } from "../../service/risk/policyStore.ts";
 import { type Service, createService } from "../../service/service.ts";
-import { FIXTURE_POLICY, type ServiceStack, startServiceStack } from "../support/serviceFixture.ts";
+import { FIXTURE_POLICY, type ServiceStack, rpcUserOperationFields, startServiceStack } from "../support/serviceFixture.ts";
 
 /** Every line the service logs at info and above. */
 const logLines: string[] = [];
@@ -294,20 +294,6 @@ describe("start with a corrupted stored policy", () => {
   });
 });
 
-/** The op of foundation.test.ts as hex JSON-RPC fields. */
-function rpcOp(sender: Address, factory?: Address, factoryData?: string) {
-  return {
-    sender,
-    nonce: "0x0",
-    ...(factory ? { factory, factoryData } : {}),
-    callData: "0x",
-    callGasLimit: numberToHex(100_000),
-    verificationGasLimit: numberToHex(500_000),
-    preVerificationGas: numberToHex(60_000),
-    maxFeePerGas: numberToHex(3_000_000_000),
-    maxPriorityFeePerGas: numberToHex(1_000_000_000),
-  };
-}
 
 describe("accounts", () => {
   it("freezes and unfreezes an account in its hash-tagged key, and records who, when and why", async () => {
@@ -366,7 +352,7 @@ describe("accounts", () => {
       jsonrpc: "2.0",
       id: 1,
       method: "pm_getPaymasterData",
-      params: [rpcOp(account.sender, account.factory, account.factoryData), stack.entryPoint("0.7"), numberToHex(stack.anvil.chainId), { session: token }],
+      params: [rpcUserOperationFields(account.sender, account.factory, account.factoryData), stack.entryPoint("0.7"), numberToHex(stack.anvil.chainId), { session: token }],
     });
     assert.ok(signed.body.result, JSON.stringify(signed.body));
     const [reservation] = await stack.service.ledger.reservations(account.sender);
@@ -418,7 +404,7 @@ describe("accounts", () => {
       jsonrpc: "2.0",
       id: 1,
       method: "pm_getPaymasterData",
-      params: [rpcOp(account.sender, account.factory, account.factoryData), stack.entryPoint("0.7"), numberToHex(stack.anvil.chainId), { session: token }],
+      params: [rpcUserOperationFields(account.sender, account.factory, account.factoryData), stack.entryPoint("0.7"), numberToHex(stack.anvil.chainId), { session: token }],
     });
     assert.equal(refused.body.error?.data.code, "ACCOUNT_FROZEN", JSON.stringify(refused.body));
     const lookup = (await admin("GET", `/admin/accounts/${account.sender}`)).body as { frozen: { reason: string }; reservations: unknown[]; reservedFen: string };

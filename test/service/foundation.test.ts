@@ -7,10 +7,10 @@ import { connect } from "node:net";
 import { Writable } from "node:stream";
 import { after, before, describe, it } from "node:test";
 
-import { type Address, numberToHex } from "viem";
+import { numberToHex } from "viem";
 
 import { ERROR_TABLE } from "../../service/errors.ts";
-import { type ServiceStack, startServiceStack } from "../support/serviceFixture.ts";
+import { type ServiceStack, rpcUserOperationFields, startServiceStack } from "../support/serviceFixture.ts";
 
 /** Every line the service logs, at trace level, through the logger createService builds. */
 const logLines: string[] = [];
@@ -64,20 +64,6 @@ async function signedInAccount(creditFen = 0n) {
   return { ...account, token };
 }
 
-/** The op of erc7677.test.ts as hex JSON-RPC fields: 500k + 100k + 60k gas at 3 gwei; the paymaster's 30k comes from the config. */
-function rpcOp(sender: Address, factory?: Address, factoryData?: string) {
-  return {
-    sender,
-    nonce: "0x0",
-    ...(factory ? { factory, factoryData } : {}),
-    callData: "0x",
-    callGasLimit: numberToHex(100_000),
-    verificationGasLimit: numberToHex(500_000),
-    preVerificationGas: numberToHex(60_000),
-    maxFeePerGas: numberToHex(3_000_000_000),
-    maxPriorityFeePerGas: numberToHex(1_000_000_000),
-  };
-}
 
 describe("health, metrics and docs", () => {
   it("answers GET /healthz and GET /readyz while every dependency is up", async () => {
@@ -95,7 +81,7 @@ describe("health, metrics and docs", () => {
       jsonrpc: "2.0",
       id: 1,
       method: "pm_getPaymasterStubData",
-      params: [rpcOp(account.sender, account.factory, account.factoryData), stack.entryPoint("0.7"), numberToHex(stack.anvil.chainId), {}],
+      params: [rpcUserOperationFields(account.sender, account.factory, account.factoryData), stack.entryPoint("0.7"), numberToHex(stack.anvil.chainId), {}],
     });
     assert.ok(body.result, JSON.stringify(body));
     await stack.post("/rpc", { jsonrpc: "2.0", id: 2, method: "pm_nope", params: [] });
@@ -180,7 +166,7 @@ describe("pricing routes", () => {
 
   it("quotes with POST /v1/quotes exactly what pm_getPaymasterData then reserves", async () => {
     const account = await signedInAccount(100_000n);
-    const userOperation = rpcOp(account.sender, account.factory, account.factoryData);
+    const userOperation = rpcUserOperationFields(account.sender, account.factory, account.factoryData);
     const { status, body } = await stack.post<Record<string, unknown>>("/v1/quotes", { userOperation, entryPoint: stack.entryPoint("0.7") });
     assert.equal(status, 200, JSON.stringify(body));
     // (500k + 100k + 30k + 0 + 60k) gas × 3 gwei = 2.07e15 wei; × ¥25,000/ETH × 1.1 = ¥56.925 → 5,693 fen, + 1 fen fee.
@@ -208,7 +194,7 @@ describe("pricing routes", () => {
 
   it("refuses a quote for an EntryPoint the service does not sign for", async () => {
     const account = await stack.newAccount("0.7");
-    const { status, body } = await stack.post<ErrorBody>("/v1/quotes", { userOperation: rpcOp(account.sender), entryPoint: "0x5FF137D4b0FDCD49DcA30c7CF57E578a026d2789" });
+    const { status, body } = await stack.post<ErrorBody>("/v1/quotes", { userOperation: rpcUserOperationFields(account.sender), entryPoint: "0x5FF137D4b0FDCD49DcA30c7CF57E578a026d2789" });
     assert.equal(status, 400);
     assert.equal(body.error.code, "UNSUPPORTED_ENTRY_POINT");
     assert.deepEqual(body.error.data, { supported: [stack.entryPoint("0.7"), stack.entryPoint("0.8")] });
@@ -230,7 +216,7 @@ describe("error model", () => {
 
   it("answers invalid params with 400 INVALID_PARAMS and an issue per field", async () => {
     const account = await stack.newAccount("0.7");
-    const { status, body } = await stack.post<ErrorBody>("/v1/quotes", { userOperation: { ...rpcOp(account.sender), callGasLimit: "lots" }, entryPoint: "0x12" });
+    const { status, body } = await stack.post<ErrorBody>("/v1/quotes", { userOperation: { ...rpcUserOperationFields(account.sender), callGasLimit: "lots" }, entryPoint: "0x12" });
     assert.equal(status, 400);
     assert.equal(body.error.code, "INVALID_PARAMS");
     const issues = body.error.data?.issues as { path: string; message: string }[];
@@ -271,7 +257,7 @@ describe("log redaction", () => {
     const from = logLines.length;
     const headers = { authorization: `Bearer ${account.token}` };
     assert.equal((await get(`/v1/accounts/${account.sender}`, headers)).status, 200);
-    const params = (session: string) => [rpcOp(account.sender, account.factory, account.factoryData), stack.entryPoint("0.7"), numberToHex(stack.anvil.chainId), { session }];
+    const params = (session: string) => [rpcUserOperationFields(account.sender, account.factory, account.factoryData), stack.entryPoint("0.7"), numberToHex(stack.anvil.chainId), { session }];
     // One that signs and one that is refused: the refusal is logged with its error.
     const signed = await stack.post("/rpc", { jsonrpc: "2.0", id: 1, method: "pm_getPaymasterData", params: params(account.token) }, headers);
     assert.ok(signed.body.result, JSON.stringify(signed.body));

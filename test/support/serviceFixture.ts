@@ -3,7 +3,7 @@
 import { randomBytes } from "node:crypto";
 
 import type { FastifyServerOptions } from "fastify";
-import { type Address, type Hex } from "viem";
+import { type Address, type Hex, numberToHex } from "viem";
 import { type PrivateKeyAccount, generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { createSiweMessage } from "viem/siwe";
 
@@ -25,6 +25,42 @@ export type RpcAnswer = {
 
 export type ServiceStack = Awaited<ReturnType<typeof startServiceStack>>;
 
+/** Settings for a service on the local chain and Redis: static ¥25,000.00/ETH, 10% markup, 1 fen fee. */
+export function localServiceEnv({ anvil, redis, deployments, signerKey }: { anvil: AnvilChain; redis: RedisServer; deployments: Record<EntryPointVersion, Deployment>; signerKey: Hex }): Record<string, string> {
+  return {
+    RPC_URL: anvil.url,
+    CHAIN_ID: String(anvil.chainId),
+    REDIS_URL: redis.url,
+    PAYMASTER_V07_ADDRESS: deployments["0.7"].paymaster,
+    PAYMASTER_V08_ADDRESS: deployments["0.8"].paymaster,
+    SIGNER_PRIVATE_KEY: signerKey,
+    PRICE_SOURCE: "static",
+    STATIC_PRICE: "25000.00",
+    MARKUP_BPS: "1000",
+    FIXED_FEE_FEN: "1",
+    SESSION_SECRET: randomBytes(32).toString("hex"),
+    ADMIN_TOKEN: randomBytes(32).toString("hex"),
+    SIWE_DOMAIN,
+    SIWE_ACCOUNT_FACTORIES: `${deployments["0.7"].factory},${deployments["0.8"].factory}`,
+    LOG_LEVEL: "silent",
+  };
+}
+
+/** An op as JSON-RPC fields: 500k + 100k + 60k gas at 3 gwei (1 gwei tip); the paymaster's 30k comes from the config. */
+export function rpcUserOperationFields(sender: Address, factory?: Address, factoryData?: string) {
+  return {
+    sender,
+    nonce: "0x0",
+    ...(factory ? { factory, factoryData } : {}),
+    callData: "0x",
+    callGasLimit: numberToHex(100_000),
+    verificationGasLimit: numberToHex(500_000),
+    preVerificationGas: numberToHex(60_000),
+    maxFeePerGas: numberToHex(3_000_000_000),
+    maxPriorityFeePerGas: numberToHex(1_000_000_000),
+  };
+}
+
 /**
  * The policy every stack starts with: the defaults, but no fee cap against the base fee. Tests sign
  * ops with fixed fees (3 gwei) so their charges can be computed by hand, while anvil's base fee
@@ -43,22 +79,9 @@ export async function startServiceStack(
   const adminToken = env.ADMIN_TOKEN ?? randomBytes(32).toString("hex");
   const { deployments } = await deployPaymasters(anvil, { signer: privateKeyToAccount(signerKey) });
   const config = loadConfig({
-    RPC_URL: anvil.url,
-    CHAIN_ID: String(anvil.chainId),
-    REDIS_URL: redis.url,
-    PAYMASTER_V07_ADDRESS: deployments["0.7"].paymaster,
-    PAYMASTER_V08_ADDRESS: deployments["0.8"].paymaster,
-    SIGNER_PRIVATE_KEY: signerKey,
-    PRICE_SOURCE: "static",
-    STATIC_PRICE: "25000.00",
-    MARKUP_BPS: "1000",
-    FIXED_FEE_FEN: "1",
-    SESSION_SECRET: randomBytes(32).toString("hex"),
+    ...localServiceEnv({ anvil, redis, deployments, signerKey }),
     ADMIN_TOKEN: adminToken,
-    SIWE_DOMAIN,
-    SIWE_ACCOUNT_FACTORIES: `${deployments["0.7"].factory},${deployments["0.8"].factory}`,
     PRICING_POLL_INTERVAL_MS: "100",
-    LOG_LEVEL: "silent",
     ...env,
   });
   const service: Service = await createService(config, { logger });

@@ -107,6 +107,21 @@ const msHistogram = () => createHistogram({ lowest: 1, highest: 60_000_000_000, 
 /** Records a duration given in ms into a nanosecond histogram. */
 const recordMs = (histogram: RecordableHistogram, ms: number) => histogram.record(Math.max(1, Math.round(ms * 1e6)));
 
+/** What both load shapes report: counts, throughput of good answers, and latency. */
+function summary(counts: ReturnType<typeof tally>, elapsed: number, perSecond: number[], latency: RecordableHistogram) {
+  return {
+    requests: counts.ok + counts.failed,
+    ok: counts.ok,
+    failed: counts.failed,
+    errors: counts.errors,
+    errorSamples: counts.errorSamples,
+    seconds: elapsed,
+    throughput: counts.ok / elapsed,
+    perSecond,
+    latencyMs: percentiles(latency),
+  };
+}
+
 function percentiles(histogram: RecordableHistogram): Percentiles {
   const ms = (ns: number) => Math.round(ns / 1e3) / 1e3;
   if (histogram.count === 0) return { p50: NaN, p90: NaN, p99: NaN, p999: NaN, max: NaN, mean: NaN };
@@ -162,15 +177,7 @@ export async function closedLoop({
   agent.destroy();
   return {
     kind: "closed",
-    requests: counts.ok + counts.failed,
-    ok: counts.ok,
-    failed: counts.failed,
-    errors: counts.errors,
-    errorSamples: counts.errorSamples,
-    seconds: elapsed,
-    throughput: counts.ok / elapsed,
-    perSecond,
-    latencyMs: percentiles(latency),
+    ...summary(counts, elapsed, perSecond, latency),
   };
 }
 
@@ -239,15 +246,7 @@ export async function openLoop({
   agent.destroy();
   return {
     kind: "open",
-    requests: counts.ok + counts.failed,
-    ok: counts.ok,
-    failed: counts.failed,
-    errors: counts.errors,
-    errorSamples: counts.errorSamples,
-    seconds: elapsed,
-    throughput: counts.ok / elapsed,
-    perSecond,
-    latencyMs: percentiles(latency),
+    ...summary(counts, elapsed, perSecond, latency),
     scheduledLatencyMs: percentiles(scheduled),
     rate,
     startLagMs: percentiles(lag),

@@ -2,7 +2,6 @@
 // If-Match, live reload into a second service instance on the same Redis, and account freezes and
 // lookups. One stack for the file; the tests run in order.
 import assert from "node:assert/strict";
-import { Writable } from "node:stream";
 import { after, before, describe, it } from "node:test";
 
 import { getAddress, numberToHex } from "viem";
@@ -12,16 +11,10 @@ import { PreflightError } from "../../service/preflight.ts";
 import { DEFAULT_POLICY, policyToJson } from "../../service/risk/policy.ts";
 import { policyKeys } from "../../service/risk/policyStore.ts";
 import { type Service, createService } from "../../service/service.ts";
-import { FIXTURE_POLICY, type ServiceStack, rpcUserOperationFields, startServiceStack } from "../support/serviceFixture.ts";
+import { captureLog, FIXTURE_POLICY, rpcUserOperationFields, type ServiceStack, startServiceStack } from "../support/serviceFixture.ts";
 
 /** Every line the service logs at info and above. */
-const logLines: string[] = [];
-const logStream = new Writable({
-  write(chunk, _encoding, done) {
-    logLines.push(...String(chunk).split("\n").filter(Boolean));
-    done();
-  },
-});
+const { lines: logLines, stream: logStream } = captureLog();
 
 let stack: ServiceStack;
 let second: Service | undefined;

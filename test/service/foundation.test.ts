@@ -4,22 +4,15 @@
 import assert from "node:assert/strict";
 import { once } from "node:events";
 import { connect } from "node:net";
-import { Writable } from "node:stream";
 import { after, before, describe, it } from "node:test";
 
 import { numberToHex } from "viem";
 
 import { ERROR_TABLE } from "../../service/errors.ts";
-import { type ServiceStack, rpcUserOperationFields, startServiceStack } from "../support/serviceFixture.ts";
+import { captureLog, rpcUserOperationFields, type ServiceStack, startServiceStack } from "../support/serviceFixture.ts";
 
 /** Every line the service logs, at trace level, through the logger createService builds. */
-const logLines: string[] = [];
-const logStream = new Writable({
-  write(chunk, _encoding, done) {
-    logLines.push(...String(chunk).split("\n").filter(Boolean));
-    done();
-  },
-});
+const { lines: logLines, stream: logStream } = captureLog();
 
 let stack: ServiceStack;
 let stopped = false;

@@ -1,6 +1,7 @@
 // The real service on loopback, against a real anvil chain and a private redis-server, with both
 // paymasters deployed and our signer authorised. Tests talk to it over HTTP like any client.
 import { randomBytes } from "node:crypto";
+import { Writable } from "node:stream";
 
 import type { FastifyServerOptions } from "fastify";
 import { type Address, type Hex, numberToHex } from "viem";
@@ -24,6 +25,18 @@ export type RpcAnswer = {
 };
 
 export type ServiceStack = Awaited<ReturnType<typeof startServiceStack>>;
+
+/** A stream for the service's logger that keeps every line it writes, to assert on. */
+export function captureLog(): { lines: string[]; stream: Writable } {
+  const lines: string[] = [];
+  const stream = new Writable({
+    write(chunk, _encoding, done) {
+      lines.push(...String(chunk).split("\n").filter(Boolean));
+      done();
+    },
+  });
+  return { lines, stream };
+}
 
 /** Settings for a service on the local chain and Redis: static ¥25,000.00/ETH, 10% markup, 1 fen fee. */
 export function localServiceEnv({ anvil, redis, deployments, signerKey }: { anvil: AnvilChain; redis: RedisServer; deployments: Record<EntryPointVersion, Deployment>; signerKey: Hex }): Record<string, string> {

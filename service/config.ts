@@ -8,6 +8,7 @@ import { z } from "zod";
 import { pricingConfigSchema } from "./pricing/config.ts";
 import { address } from "./rpc/schemas.ts";
 import { sessionsConfigSchema } from "./sessions/config.ts";
+import { StartupError } from "./startupError.ts";
 
 // Digits only: z.coerce would read "" as 0 (PORT= would bind a random port) and accept "0x1f" or "1e3".
 const integer = (name: string, { min, max }: { min: number; max: number }) =>
@@ -75,12 +76,10 @@ export const coreConfigSchema = z.object({
 export type CoreConfig = z.output<typeof coreConfigSchema>;
 
 /** A configuration that failed validation; the message lists every bad variable. */
-export class ConfigError extends Error {
+export class ConfigError extends StartupError {
   override name = "ConfigError";
-  readonly problems: string[];
   constructor(problems: string[]) {
-    super(`invalid configuration:\n${problems.map((problem) => `  - ${problem}`).join("\n")}`);
-    this.problems = problems;
+    super("invalid configuration", problems);
   }
 }
 

@@ -1,7 +1,7 @@
 // Boots the service: config, preflight, listen; stops gracefully on SIGINT/SIGTERM.
-import { ConfigError, loadConfig } from "./config.ts";
-import { PreflightError } from "./preflight.ts";
+import { loadConfig } from "./config.ts";
 import { createService } from "./service.ts";
+import { StartupError } from "./startupError.ts";
 
 try {
   const config = loadConfig();
@@ -16,7 +16,8 @@ try {
     });
   }
 } catch (error) {
-  if (error instanceof ConfigError || error instanceof PreflightError) {
+  // A bad setting or a failed preflight: the problems, not a stack trace.
+  if (error instanceof StartupError) {
     console.error(error.message);
     process.exit(2);
   }

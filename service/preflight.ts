@@ -4,6 +4,7 @@ import type { Redis } from "ioredis";
 import { type Address, type PublicClient, getAddress, parseAbi } from "viem";
 
 import { ENTRYPOINT_ADDRESS, type EntryPointVersion } from "./chain/entryPoints.ts";
+import { StartupError } from "./startupError.ts";
 
 const paymasterAbi = parseAbi([
   "function entryPoint() view returns (address)",
@@ -11,12 +12,10 @@ const paymasterAbi = parseAbi([
 ]);
 
 /** A failed start-up check; `problems` lists each one. */
-export class PreflightError extends Error {
+export class PreflightError extends StartupError {
   override name = "PreflightError";
-  readonly problems: string[];
   constructor(problems: string[]) {
-    super(`preflight failed:\n${problems.map((problem) => `  - ${problem}`).join("\n")}`);
-    this.problems = problems;
+    super("preflight failed", problems);
   }
 }
 

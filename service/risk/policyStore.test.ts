@@ -10,6 +10,7 @@ import { type ServiceError, hasCode } from "../errors.ts";
 import { createRedis } from "../redis.ts";
 import { DEFAULT_POLICY, policySchema, policyToJson } from "./policy.ts";
 import { type PolicyStore, type PolicyStoreLogger, createPolicyStore, diffJson, policyKeys } from "./policyStore.ts";
+import { within } from "../../test/support/wait.ts";
 
 const ALICE = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
 
@@ -51,16 +52,6 @@ async function startStore(prefix: string, { name = "a", checkIntervalMs }: { nam
 
 /** A fresh key prefix, so each test starts from an empty store. */
 const freshPrefix = () => `t${++prefixes}`;
-
-/** Polls until `condition` holds, for at most `ms`; returns whether it held. Nothing is timed beyond the deadline. */
-async function within(ms: number, condition: () => boolean | Promise<boolean>): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await condition()) return true;
-    if (Date.now() >= deadline) return false;
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 /** Asserts `promise` rejects with a ServiceError of `code` and returns it. */
 async function rejection(promise: Promise<unknown>, code: ServiceError["code"]): Promise<ServiceError> {

@@ -12,6 +12,7 @@ import { DEFAULT_POLICY, policyToJson } from "../../service/risk/policy.ts";
 import { policyKeys } from "../../service/risk/policyStore.ts";
 import { type Service, createService } from "../../service/service.ts";
 import { captureLog, FIXTURE_POLICY, rpcUserOperationFields, type ServiceStack, startServiceStack } from "../support/serviceFixture.ts";
+import { within } from "../support/wait.ts";
 
 /** Every line the service logs at info and above. */
 const { lines: logLines, stream: logStream } = captureLog();
@@ -59,16 +60,6 @@ const adminCalls = (from: number) =>
     .slice(from)
     .map((line) => JSON.parse(line) as Record<string, unknown>)
     .filter((entry) => entry.msg === "admin call");
-
-/** Polls until `condition` holds, for at most `ms`; returns whether it held. */
-async function within(ms: number, condition: () => boolean | Promise<boolean>): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await condition()) return true;
-    if (Date.now() >= deadline) return false;
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 describe("admin authentication", () => {
   it("refuses a call without a token, with another scheme, or with a wrong token of the same or another length (401)", async () => {

@@ -1,0 +1,9 @@
+/** Polls until `condition` holds, for at most `ms`; returns whether it held. Nothing is timed beyond the deadline. */
+export async function within(ms: number, condition: () => boolean | Promise<boolean>): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (await condition()) return true;
+    if (Date.now() >= deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}

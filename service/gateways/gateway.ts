@@ -3,6 +3,9 @@
 // normalised facts, with money in integer fen.
 
 export const CHANNELS = ["alipay", "wechatpay"] as const;
+
+/** Our order ids, which are the gateways' `out_trade_no`: 6-32 characters both gateways accept. */
+export const ORDER_ID = /^[A-Za-z0-9_-]{6,32}$/;
 export type Channel = (typeof CHANNELS)[number];
 
 /** A gateway order to open for one of our top-up orders. */

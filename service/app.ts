@@ -29,6 +29,8 @@ export type AppOptions = {
   /** Shared by instances for rate limiting; omitted, each instance counts alone. */
   redis?: Redis;
   rateLimitPerMinute: number;
+  /** Shed load once a second's event-loop utilisation exceeds this fraction; 0 turns the check off. */
+  maxEventLoopUtilization?: number;
   /** Namespace of the rate limiter's Redis keys (REDIS_KEY_PREFIX). */
   keyPrefix: string;
   metrics: Metrics;
@@ -38,7 +40,7 @@ export type AppOptions = {
 };
 
 /** The service's HTTP app: shared infrastructure, then the domain routes. */
-export async function buildApp({ logger, redis, rateLimitPerMinute, keyPrefix, metrics, readiness, routes }: AppOptions): Promise<FastifyInstance> {
+export async function buildApp({ logger, redis, rateLimitPerMinute, maxEventLoopUtilization = 0.98, keyPrefix, metrics, readiness, routes }: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({ logger, bodyLimit: 1024 * 1024, trustProxy: false, return503OnClosing: true });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
@@ -54,7 +56,7 @@ export async function buildApp({ logger, redis, rateLimitPerMinute, keyPrefix, m
     maxEventLoopDelay: 1_000,
     maxHeapUsedBytes: 0,
     maxRssBytes: 0,
-    maxEventLoopUtilization: 0.98,
+    maxEventLoopUtilization,
     // Per sample interval: the default, "cumulative", averages since boot and so never trips on a long-running process.
     eventLoopUtilizationMode: "interval",
     retryAfter: 5,
@@ -70,7 +72,8 @@ export async function buildApp({ logger, redis, rateLimitPerMinute, keyPrefix, m
     ...(redis ? { redis, nameSpace: `${keyPrefix}:ratelimit:` } : {}),
     // Fail open while Redis is down: routes that need no Redis (fees, quotes, stub data) keep serving, and /readyz reports the outage.
     skipOnError: true,
-    allowList: (request) => ["/healthz", "/readyz", "/metrics"].includes(request.url.split("?")[0]),
+    // Gateways' notifications are signed and retried on any failure: a 429 would only delay a payment's credit.
+    allowList: (request) => ["/healthz", "/readyz", "/metrics"].includes(request.url.split("?")[0]) || request.url.startsWith("/webhooks/"),
     errorResponseBuilder: (_request, context) => {
       const error = new ServiceError("RATE_LIMITED", `more than ${context.max} requests a minute from this client; retry after ${context.after}`, {
         data: { limit: context.max, retryAfterSeconds: Math.ceil(context.ttl / 1000) },

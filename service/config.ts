@@ -5,10 +5,14 @@ import { createHash } from "node:crypto";
 import { type Address, type Hex, isHex } from "viem";
 import { z } from "zod";
 
+import { ALIPAY_REFINE_OPTIONS, ALIPAY_SECRET_SETTINGS, alipayConfigFields, checkAlipayConfig } from "./gateways/alipay/config.ts";
+import { WECHATPAY_SECRET_SETTINGS, checkWechatPayConfig, wechatPayConfigShape } from "./gateways/wechatpay/config.ts";
 import { pricingConfigSchema } from "./pricing/config.ts";
 import { address } from "./rpc/schemas.ts";
 import { sessionsConfigSchema } from "./sessions/config.ts";
+import { checkSettlementConfig, settlementConfigSchema } from "./settlement/config.ts";
 import { StartupError } from "./startupError.ts";
+import { topUpsConfigSchema } from "./topups/config.ts";
 
 // Digits only: z.coerce would read "" as 0 (PORT= would bind a random port) and accept "0x1f" or "1e3".
 const integer = (name: string, { min, max }: { min: number; max: number }) =>
@@ -66,6 +70,7 @@ export const coreConfigSchema = z.object({
   MAX_LIVE_RESERVATIONS_PER_SENDER: integer("MAX_LIVE_RESERVATIONS_PER_SENDER", { min: 1, max: 1_000 }).default(4),
   RPC_MAX_BATCH: integer("RPC_MAX_BATCH", { min: 1, max: 100 }).default(20),
   RATE_LIMIT_PER_MINUTE: integer("RATE_LIMIT_PER_MINUTE", { min: 1, max: 1_000_000 }).default(600),
+  LOAD_SHED_UTILIZATION_PERCENT: integer("LOAD_SHED_UTILIZATION_PERCENT", { min: 0, max: 100 }).default(98),
   SPONSOR_NAME: z.string().min(1).max(64).default("FiatGas"),
   SPONSOR_ICON: z
     .string()
@@ -106,7 +111,12 @@ export function configuredPaymasters(config: CoreConfig): Partial<Record<"0.7" |
 }
 
 /** Names of settings whose values must never be logged. */
-export const SECRET_SETTINGS = ["SIGNER_PRIVATE_KEY", "SESSION_SECRET", "ADMIN_TOKEN"] as const;
+export const SECRET_SETTINGS = ["SIGNER_PRIVATE_KEY", "SESSION_SECRET", "ADMIN_TOKEN", ...ALIPAY_SECRET_SETTINGS, ...WECHATPAY_SECRET_SETTINGS] as const;
+
+/** Only the WECHATPAY_* settings: its group check counts what is set. */
+function wechatPaySettings(config: Record<string, unknown>) {
+  return Object.fromEntries(Object.keys(wechatPayConfigShape).map((name) => [name, config[name]]));
+}
 
 /**
  * The whole service's settings: core, pricing and sessions. Pricing's cross-field checks live in
@@ -115,6 +125,23 @@ export const SECRET_SETTINGS = ["SIGNER_PRIVATE_KEY", "SESSION_SECRET", "ADMIN_T
 export const serviceConfigSchema = pricingConfigSchema
   .safeExtend(coreConfigSchema.shape)
   .safeExtend(sessionsConfigSchema.shape)
+  .safeExtend(settlementConfigSchema.shape)
+  .superRefine(checkSettlementConfig, { when: (payload) => payload.issues.length === 0 })
+  .safeExtend(topUpsConfigSchema.shape)
+  .safeExtend(alipayConfigFields.shape)
+  .safeExtend(wechatPayConfigShape)
+  .superRefine(checkAlipayConfig, ALIPAY_REFINE_OPTIONS)
+  .superRefine((config, context) => checkWechatPayConfig(wechatPaySettings(config), context as z.RefinementCtx<Record<string, unknown>>), { when: () => true })
+  .superRefine((config, context) => {
+    if (config.TOPUP_MIN_FEN > config.TOPUP_MAX_FEN) context.addIssue({ code: "custom", path: ["TOPUP_MIN_FEN"], message: "TOPUP_MIN_FEN must not exceed TOPUP_MAX_FEN" });
+    const gatewayConfigured = config.ALIPAY_APP_ID !== undefined || config.WECHATPAY_MCHID !== undefined;
+    if (gatewayConfigured && !config.PUBLIC_BASE_URL) {
+      context.addIssue({ code: "custom", path: ["PUBLIC_BASE_URL"], message: "PUBLIC_BASE_URL is required when a payment gateway is configured: the gateways send their notifications to <PUBLIC_BASE_URL>/webhooks/<channel>" });
+    }
+    if (gatewayConfigured && config.FIAT_CURRENCY !== "CNY") {
+      context.addIssue({ code: "custom", path: ["FIAT_CURRENCY"], message: "FIAT_CURRENCY must be CNY when Alipay or WeChat Pay is configured: their orders are in CNY" });
+    }
+  })
   .superRefine(
     (config, context) => {
       if (!config.PAYMASTER_V07_ADDRESS && !config.PAYMASTER_V08_ADDRESS) {

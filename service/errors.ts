@@ -28,6 +28,10 @@ export const ERROR_TABLE = {
   // Money.
   INSUFFICIENT_BALANCE: { rpc: -32010, http: 402 },
   TOO_MANY_RESERVATIONS: { rpc: -32011, http: 429 },
+  // Top-ups and refunds.
+  CHANNEL_UNAVAILABLE: { rpc: -32070, http: 400 },
+  GATEWAY_UNAVAILABLE: { rpc: -32071, http: 502 },
+  REFUND_NOT_POSSIBLE: { rpc: -32072, http: 409 },
   // Risk policy: one code per limit kind; data names the limit, its value, the current value and retryAfter.
   ACCOUNT_FROZEN: { rpc: -32040, http: 403 },
   POLICY_INACTIVE: { rpc: -32041, http: 403 },
@@ -45,6 +49,9 @@ export const ERROR_TABLE = {
   TARGET_NOT_ALLOWED: { rpc: -32053, http: 403 },
   SELECTOR_NOT_ALLOWED: { rpc: -32054, http: 403 },
   CALLDATA_UNDECODABLE: { rpc: -32055, http: 403 },
+  // The paymaster's EntryPoint deposit: the in-flight cap, and the floor (sponsorship paused until the operator tops up).
+  LIMIT_DEPOSIT_IN_FLIGHT: { rpc: -32056, http: 503 },
+  DEPOSIT_BELOW_FLOOR: { rpc: -32057, http: 503 },
   // Pricing and dependencies: fail closed.
   PRICE_UNAVAILABLE: { rpc: -32020, http: 503 },
   PRICE_STALE: { rpc: -32021, http: 503 },

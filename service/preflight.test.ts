@@ -23,7 +23,7 @@ const signer = privateKeyToAccount(SIGNER_KEY);
 
 before(async () => {
   anvil = await startAnvil();
-  redisServer = await startRedis();
+  redisServer = await startRedis({ durable: true });
   ({ deployments } = await deployPaymasters(anvil, { signer }));
   redis = createRedis(redisServer.url);
   // While the server is down ioredis reports each reconnect attempt; the checks report the outage.
@@ -44,6 +44,7 @@ function parameters(overrides: Partial<PreflightParameters> = {}): PreflightPara
     chainId: anvil.chainId,
     paymasters: { "0.7": deployments["0.7"].paymaster, "0.8": deployments["0.8"].paymaster },
     signer: signer.address,
+    requireDurableRedis: true,
     ...overrides,
   };
 }
@@ -65,6 +66,21 @@ describe("preflight", () => {
   it("passes with deployed paymasters on the right chain, an authorised signer and Redis up", async () => {
     await preflight(parameters());
     await preflight(parameters({ paymasters: { "0.8": deployments["0.8"].paymaster } }));
+  });
+
+  it("refuses a Redis that could lose an acknowledged credit, unless told it is durable another way", async () => {
+    const volatile = await startRedis({ durable: false });
+    const client = createRedis(volatile.url);
+    await client.connect();
+    try {
+      assert.deepEqual(await problems({ redis: client }), [
+        "Redis runs with appendonly no and appendfsync always: a credit acknowledged to a gateway could be lost in a crash. Run it with --appendonly yes --appendfsync always (or set REDIS_REQUIRE_DURABLE=false if your Redis is durable another way)",
+      ]);
+      await preflight(parameters({ redis: client, requireDurableRedis: false }));
+    } finally {
+      client.disconnect();
+      await volatile.stop();
+    }
   });
 
   it("names a paymaster address with no contract", async () => {

@@ -25,10 +25,12 @@ export type PreflightParameters = {
   chainId: number;
   paymasters: Partial<Record<EntryPointVersion, Address>>;
   signer: Address;
+  /** Whether Redis must run AOF with fsync on every write, so an acknowledged credit survives its crash. */
+  requireDurableRedis?: boolean;
 };
 
 /** Verifies chain id, contract code, paymaster wiring, signer authorisation and Redis; throws PreflightError. */
-export async function preflight({ publicClient, redis, chainId, paymasters, signer }: PreflightParameters): Promise<void> {
+export async function preflight({ publicClient, redis, chainId, paymasters, signer, requireDurableRedis = false }: PreflightParameters): Promise<void> {
   const problems: string[] = [];
   const attempt = async (what: string, check: () => Promise<string | undefined>) => {
     try {
@@ -41,7 +43,20 @@ export async function preflight({ publicClient, redis, chainId, paymasters, sign
 
   if (Object.keys(paymasters).length === 0) problems.push("no paymaster configured: set PAYMASTER_V07_ADDRESS and/or PAYMASTER_V08_ADDRESS");
 
-  await attempt("Redis at REDIS_URL does not answer", async () => ((await redis.ping()) === "PONG" ? undefined : "Redis did not answer PING"));
+  let redisUp = false;
+  await attempt("Redis at REDIS_URL does not answer", async () => {
+    redisUp = (await redis.ping()) === "PONG";
+    return redisUp ? undefined : "Redis did not answer PING";
+  });
+  if (requireDurableRedis && redisUp) {
+    await attempt("Redis's persistence settings cannot be read (CONFIG GET refused); make sure AOF runs with appendfsync always, then set REDIS_REQUIRE_DURABLE=false", async () => {
+      const [, appendonly] = (await redis.config("GET", "appendonly")) as string[];
+      const [, appendfsync] = (await redis.config("GET", "appendfsync")) as string[];
+      return appendonly === "yes" && appendfsync === "always"
+        ? undefined
+        : `Redis runs with appendonly ${appendonly} and appendfsync ${appendfsync}: a credit acknowledged to a gateway could be lost in a crash. Run it with --appendonly yes --appendfsync always (or set REDIS_REQUIRE_DURABLE=false if your Redis is durable another way)`;
+    });
+  }
   await attempt("the node at RPC_URL does not answer", async () => {
     const actual = await publicClient.getChainId();
     return actual === chainId ? undefined : `RPC_URL serves chain ${actual}, but CHAIN_ID is ${chainId}`;

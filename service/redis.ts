@@ -34,6 +34,24 @@ export function createKeys(prefix: string) {
     spendInDay: (address: Address, day: number) => `${account(address)}:spend:d:${day}`,
     /** Fen reserved by all accounts in a UTC day (its own slot: `{global}`). */
     globalSpendInDay: (day: number) => `${prefix}:{global}:spend:d:${day}`,
+    /** HASH: one top-up order (state, amounts, gateway trade), in its account's slot. */
+    order: (address: Address, orderId: string) => `${account(address)}:order:${orderId}`,
+    /** HASH: an order's refunds by refund id, as JSON. */
+    orderRefunds: (address: Address, orderId: string) => `${account(address)}:order:${orderId}:refunds`,
+    /** ZSET: the account's order ids by creation time. */
+    accountOrders: (address: Address) => `${account(address)}:orders`,
+    /** STREAM: the account's money movements from top-ups and refunds, for reconciliation. */
+    journal: (address: Address) => `${account(address)}:journal`,
+    /** HASH: order id → account, so a notification finds its order (its own slot: `{orders}`). */
+    orderAccounts: () => `${prefix}:{orders}:accounts`,
+    /** ZSET: unpaid orders by creation time, which the recovery job queries at the gateway. */
+    pendingOrders: () => `${prefix}:{orders}:pending`,
+    /** ZSET: "<order id>/<refund id>" of refunds awaiting their outcome, by start time. */
+    pendingRefunds: () => `${prefix}:{orders}:refunds:pending`,
+    /** ZSET: every order id by creation time, for periods and reconciliation. */
+    ordersByTime: () => `${prefix}:{orders}:by-time`,
+    /** STRING: held by the instance running the top-up recovery pass. */
+    topUpRecoveryLease: () => `${prefix}:{orders}:recovery-lease`,
   };
 }
 

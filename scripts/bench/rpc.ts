@@ -43,7 +43,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 
 import type { Redis } from "ioredis";
-import type { Address, Hex } from "viem";
+import { type Address, type Hex, parseEther } from "viem";
 import { type PrivateKeyAccount, generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { createSiweMessage } from "viem/siwe";
 
@@ -52,7 +52,7 @@ import { loadConfig } from "../../service/config.ts";
 import { createKeys } from "../../service/redis.ts";
 import { createService } from "../../service/service.ts";
 import { executeCall, simpleAccount } from "../../test/support/aa.ts";
-import { deployPaymasters, startAnvil } from "../../test/support/anvil.ts";
+import { depositTo, deployPaymasters, startAnvil } from "../../test/support/anvil.ts";
 import { startRedis } from "../../test/support/redis.ts";
 import { SIWE_DOMAIN, localServiceEnv } from "../../test/support/serviceFixture.ts";
 import { type Check, type PhaseResult, type Step, type Target, closedLoop, findPeakRate, openLoop } from "./load.ts";
@@ -472,11 +472,13 @@ async function main() {
   if (settings.profile) rmSync(PROFILE_DIR, { recursive: true, force: true });
 
   const anvil = await startAnvil();
-  const redisServer = await startRedis();
+  const redisServer = await startRedis({ durable: true });
   const cleanups: (() => Promise<void>)[] = [() => anvil.stop(), () => redisServer.stop()];
   try {
     const signerKey = generatePrivateKey();
     const { deployments } = await deployPaymasters(anvil, { signer: privateKeyToAccount(signerKey) });
+    // Every request reserves a fresh worst case and nothing lands: the deposit guard's in-flight cap must not be what is measured.
+    await depositTo(anvil, deployments["0.7"].paymaster, parseEther("5000"));
     const env: Record<string, string> = {
       ...localServiceEnv({ anvil, redis: redisServer, deployments, signerKey }),
       // One client (the bench) sends everything: the per-client limit must not be what is measured.

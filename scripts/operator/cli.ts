@@ -26,7 +26,7 @@ import {
 } from "./inputs.ts";
 import { addSigner, removeSigner } from "./signers.ts";
 import { stake, unlockStake, withdrawStake } from "./stake.ts";
-import { type PaymasterStatus, type WriteResult, readStatus, statusJson, statusText } from "./status.ts";
+import { type PaymasterStatus, type WriteResult, readDepositGuard, readStatus, redisKeyPrefix, redisUrl, statusJson, statusText } from "./status.ts";
 
 /** Where the CLI writes: results to `out`; progress and errors to `err`. */
 export type Io = { out: (text: string) => void; err: (text: string) => void };
@@ -208,11 +208,19 @@ const commands: Record<string, Command> = {
 
   status: defineCommand({
     summary: "Show the paymaster's EntryPoint, roles, signers, deposit and stake (no key needed).",
-    options: { RPC_URL, PAYMASTER_ADDRESS },
+    details: "With the service's REDIS_URL, also the deposit guard: wei in flight, the policy's floor, headroom and whether sponsorship is paused.",
+    options: {
+      RPC_URL,
+      PAYMASTER_ADDRESS,
+      REDIS_URL: { schema: redisUrl, envOnly: true, help: "the service's Redis, for the deposit guard's figures (optional); never printed" },
+      REDIS_KEY_PREFIX: { schema: redisKeyPrefix, default: "fg", help: "the service's REDIS_KEY_PREFIX" },
+    },
     example: "status --paymaster-address 0xPaymaster… --json",
     run: async (values) => {
       const reader = await connect(values.RPC_URL);
-      return { status: await readStatus(reader, await openPaymaster(reader, values.PAYMASTER_ADDRESS)) };
+      const status = await readStatus(reader, await openPaymaster(reader, values.PAYMASTER_ADDRESS));
+      const guard = values.REDIS_URL ? await readDepositGuard(values.REDIS_URL, values.REDIS_KEY_PREFIX, status) : null;
+      return { status: guard ? { ...status, depositGuard: guard } : status };
     },
   }),
 };

@@ -1,8 +1,15 @@
 // The paymaster's on-chain state, read at one block so the figures agree with each other,
 // and its two renderings: aligned text for people and JSON (wei as decimal strings) for scripts.
+import { Redis } from "ioredis";
 import { type Address, formatEther, zeroAddress } from "viem";
+import { z } from "zod";
 
 import type { EntryPointVersion } from "../../service/chain/entryPoints.ts";
+import { ledgerKeys } from "../../service/ledger/keys.ts";
+import { createKeys } from "../../service/redis.ts";
+import { DEFAULT_POLICY, policySchema } from "../../service/risk/policy.ts";
+import { policyKeys } from "../../service/risk/policyStore.ts";
+import { type DepositFigures, depositFigures, depositFiguresJson } from "../../service/settlement/deposit.ts";
 import type { Paymaster, Reader, TransactionSummary } from "./chain.ts";
 import { entryPointAbi, paymasterAbi } from "./contracts.ts";
 
@@ -23,7 +30,44 @@ export type PaymasterStatus = {
   unstakeDelaySec: number;
   /** When an unlocked stake becomes withdrawable; 0 while the stake is locked or absent. */
   withdrawTime: number;
+  /** The service's deposit guard for this paymaster, when REDIS_URL is given: the same figures its readiness and metrics use. */
+  depositGuard?: DepositFigures;
 };
+
+/** The service's Redis (its REDIS_URL); it may carry a password, so it is read from the environment only. */
+export const redisUrl = z
+  .string()
+  .refine((value) => {
+    try {
+      return ["redis:", "rediss:"].includes(new URL(value).protocol);
+    } catch {
+      return false;
+    }
+  }, "must be a redis:// or rediss:// URL")
+  .optional();
+
+/** The service's REDIS_KEY_PREFIX. */
+export const redisKeyPrefix = z.string().regex(/^[a-z0-9-]{1,32}$/, "must be 1-32 of a-z, 0-9 and -");
+
+/**
+ * The deposit guard's figures as the service computes them: `status`'s deposit, the wei in flight
+ * the service holds in Redis for this EntryPoint, and the floor of the risk policy in force.
+ * Null for a paymaster on a non-canonical EntryPoint, which the service cannot sign for.
+ */
+export async function readDepositGuard(url: string, prefix: string, status: PaymasterStatus): Promise<DepositFigures | null> {
+  const version = status.entryPoint.version;
+  if (!version) return null;
+  const redis = new Redis(url, { lazyConnect: true, connectTimeout: 5_000, commandTimeout: 5_000, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  redis.on("error", () => {});
+  try {
+    await redis.connect();
+    const [inFlight, document] = await Promise.all([redis.get(ledgerKeys(createKeys(prefix)).inFlightWei(version)), redis.hget(policyKeys(prefix).current, "document")]);
+    const policy = document === null ? DEFAULT_POLICY : policySchema.parse(JSON.parse(document));
+    return depositFigures({ depositWei: status.deposit, inFlightWei: BigInt(inFlight ?? "0"), floorWei: policy.global.depositFloorWei });
+  } finally {
+    redis.disconnect();
+  }
+}
 
 /** Reads the paymaster's roles, signers, deposit and stake at the latest block. */
 export async function readStatus({ publicClient }: Reader, paymaster: Paymaster): Promise<PaymasterStatus> {
@@ -78,6 +122,7 @@ export function statusJson(status: PaymasterStatus) {
     staked: status.staked,
     unstakeDelaySec: status.unstakeDelaySec,
     withdrawTime: status.withdrawTime,
+    ...(status.depositGuard ? { depositGuard: depositFiguresJson(status.depositGuard) } : {}),
   };
 }
 
@@ -91,6 +136,17 @@ function withdrawTimeText({ withdrawTime, block }: PaymasterStatus): string {
   const wait = BigInt(withdrawTime) - block.timestamp;
   const when = wait <= 0n ? "withdrawable now" : `withdrawable in ${wait} s`;
   return `${isoTime(withdrawTime)} (unix ${withdrawTime}, ${when})`;
+}
+
+function depositGuardRows(guard: DepositFigures | undefined): [string, string][] {
+  if (!guard) return [];
+  return [
+    ["in flight", `${amountText(guard.inFlightWei)}: live reservations' worst case`],
+    ["deposit floor", amountText(guard.floorWei)],
+    ["headroom", `${amountText(guard.headroomWei)}: deposit less in flight`],
+    ["in-flight cap", `${amountText(guard.capWei)}: deposit less floor`],
+    ["sponsorship", guard.degraded ? "PAUSED: the headroom is below the floor; top the deposit up" : "open"],
+  ];
 }
 
 /** The status as aligned `label  value` lines. */
@@ -110,6 +166,7 @@ export function statusText(status: PaymasterStatus): string {
     ["staked", status.staked ? "yes" : "no"],
     ["unstake delay", `${status.unstakeDelaySec} s`],
     ["withdraw time", withdrawTimeText(status)],
+    ...depositGuardRows(status.depositGuard),
   ];
   const width = Math.max(...rows.map(([label]) => label.length)) + 2;
   return rows

@@ -10,6 +10,8 @@ import { accountBalanceSchema } from "../accounts/routes.ts";
 import { ServiceError } from "../errors.ts";
 import type { Ledger } from "../ledger/ledger.ts";
 import { policySchema, policyToJson } from "../risk/policy.ts";
+import type { OrderBook } from "../topups/orders.ts";
+import { topUpSchema, topUpToJson } from "../topups/routes.ts";
 import type { PolicyStore, VersionedPolicy } from "../risk/policyStore.ts";
 import { address } from "../rpc/schemas.ts";
 import { actorHeader, adminActor, authenticateAdmin } from "./auth.ts";
@@ -19,6 +21,7 @@ export type AdminRoutesOptions = {
   policies: PolicyStore;
   ledger: Ledger;
   freezes: AccountFreezes;
+  orders: OrderBook;
   /** SHA-256 of ADMIN_TOKEN, as the config holds it. */
   adminTokenDigest: Buffer;
   currency: string;
@@ -98,8 +101,11 @@ const accountResponse = accountBalanceSchema.extend({
       }),
     )
     .describe("The ops signed for the live reservations, newest first. Settled sponsorships are not listed yet: their history comes with settlement."),
-  orders: z.array(z.never()).describe("Top-up orders: always empty until top-ups come with the payments work."),
+  orders: z.array(topUpSchema).describe("The account's 20 newest top-up orders, with their refunds."),
 });
+
+/** How many of an account's newest orders the lookup shows. */
+const RECENT_ORDERS = 20;
 
 const etag = (version: number) => `"${version}"`;
 const iso = (unixSeconds: number) => new Date(unixSeconds * 1000).toISOString();
@@ -119,7 +125,7 @@ function expectedVersion(header: string | undefined): number {
 }
 
 /** The /admin routes; register with `app.register(adminRoutes, options)`. */
-export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (fastify, { policies, ledger, freezes, adminTokenDigest, currency }) => {
+export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (fastify, { policies, ledger, freezes, orders, adminTokenDigest, currency }) => {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
@@ -300,12 +306,14 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (fastif
     },
     async (request) => {
       const account: Address = request.params.address;
-      const [balance, reservations, frozen, freezeLog] = await Promise.all([
+      const [balance, reservations, frozen, freezeLog, accountOrders] = await Promise.all([
         accountStore(() => ledger.balance(account)),
         accountStore(() => ledger.reservations(account)),
         freezes.status(account),
         freezes.log(account),
+        accountStore(() => orders.ofAccount(account, RECENT_ORDERS)),
       ]);
+      const refunds = await accountStore(() => Promise.all(accountOrders.map((order) => orders.refunds(order))));
       const newestFirst = [...reservations].sort((a, b) => b.createdAt - a.createdAt || (b.nonce > a.nonce ? 1 : b.nonce < a.nonce ? -1 : 0));
       return {
         address: account,
@@ -335,7 +343,18 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (fastif
             status: "reserved" as const,
           })),
         ),
-        orders: [],
+        orders: accountOrders.map((order, index) => ({
+          ...topUpToJson(order),
+          refunds: refunds[index].map((refund) => ({
+            refundId: refund.refundId,
+            fen: refund.fen.toString(),
+            origin: refund.origin,
+            state: refund.state,
+            createdAt: iso(refund.createdAt),
+            ...(refund.finishedAt ? { finishedAt: iso(refund.finishedAt) } : {}),
+            ...(refund.reason ? { reason: refund.reason } : {}),
+          })),
+        })),
       };
     },
   );

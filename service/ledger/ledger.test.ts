@@ -7,7 +7,9 @@ import { type Address, type Hex, getAddress, keccak256, toHex } from "viem";
 import { type RedisServer, startRedis } from "../../test/support/redis.ts";
 import { ServiceError } from "../errors.ts";
 import { createKeys } from "../redis.ts";
-import { type AccountLimits, MAX_FEN, NO_ACCOUNT_LIMITS, type Ledger, type ReserveParameters, createLedger } from "./ledger.ts";
+import { ledgerKeys } from "./keys.ts";
+import { type AccountLimits, MAX_FEN, NO_ACCOUNT_LIMITS, type Ledger, type ReserveParameters, type SettlementEvent, createLedger } from "./ledger.ts";
+import { RELEASE, WEI_EVAL } from "./scripts.ts";
 
 const PAYMASTER: Address = "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0";
 let server: RedisServer;
@@ -138,8 +140,11 @@ describe("ledger", () => {
 
   it("keeps all of one account's keys in one Redis Cluster hash slot", () => {
     const account = newAccount();
-    const tags = [keys.balance(account), keys.reservations(account)].map((key) => key.match(/\{([^}]+)\}/)?.[1]);
-    assert.deepEqual(tags, [account, account]);
+    const more = ledgerKeys(keys);
+    const tags = [keys.balance(account), keys.reservations(account), more.settled(account), more.released(account)].map((key) => key.match(/\{([^}]+)\}/)?.[1]);
+    assert.deepEqual(tags, [account, account, account, account]);
+    const globals = [more.inFlightWei("0.7"), more.reservedFen, more.returned, more.live, more.nonceDue, keys.globalSpendInDay(1)].map((key) => key.match(/\{([^}]+)\}/)?.[1]);
+    assert.deepEqual(new Set(globals), new Set(["global"]), "the global totals and indexes share one slot, so one script updates them together");
   });
 });
 
@@ -256,5 +261,191 @@ describe("account limits, evaluated atomically with the reservation", () => {
     await reserve(account, 0n, 50n, 1_000, ledger, { now: NOW, globalMaxSpendFenPerDay: 10_000n });
     await reserve(account, 0n, 70n, 1_000, ledger, { now: NOW, globalMaxSpendFenPerDay: 10_000n });
     assert.equal(await redis.get(keys.globalSpendInDay(day)), "70", "60, then nothing, then 10 more");
+  });
+});
+
+describe("wei arithmetic inside the scripts", () => {
+  it("adds, subtracts and compares wei exactly far beyond 2^53 and 2^64, as bigint does", async () => {
+    // A fixed-seed generator: the same cases every run, spread over 1 to 27 digits.
+    let seed = 0x2545f491n;
+    const next = (digits: number) => {
+      let value = 0n;
+      for (let i = 0; i < digits; i++) {
+        seed = (seed * 6364136223846793005n + 1442695040888963407n) % 2n ** 64n;
+        value = value * 10n + (seed >> 60n) % 10n;
+      }
+      return value;
+    };
+    for (let i = 0; i < 200; i++) {
+      const [a, b] = [next(1 + (i % 27)), next(1 + ((i * 7) % 27))];
+      const [sum, difference, order] = (await redis.eval(WEI_EVAL("{weistr(weiadd(wei(ARGV[1]), wei(ARGV[2]))), weistr(weisub(wei(ARGV[1]), wei(ARGV[2]))), weicmp(wei(ARGV[1]), wei(ARGV[2]))}"), 0, a.toString(), b.toString())) as [string, string, number];
+      assert.equal(BigInt(sum), a + b, `${a} + ${b}`);
+      assert.equal(BigInt(difference), a > b ? a - b : 0n, `${a} - ${b}, floored at 0`);
+      assert.equal(order, a === b ? 0 : a < b ? -1 : 1, `${a} vs ${b}`);
+    }
+    const carried = await redis.eval(WEI_EVAL("weistr(weiadd(wei(ARGV[1]), wei(ARGV[2])))"), 0, "999999999999", "1");
+    assert.equal(carried, "1000000000000");
+    const borrowed = await redis.eval(WEI_EVAL("weistr(weisub(wei(ARGV[1]), wei(ARGV[2])))"), 0, "18446744073709551616000", "1");
+    assert.equal(borrowed, "18446744073709551615999");
+  });
+});
+
+describe("the in-flight cap: reserved wei within the paymaster's deposit minus the floor", () => {
+  let prefixIndex = 0;
+  /** A ledger with keys of its own, so the global totals start at zero. */
+  function isolatedLedger(client: Redis = redis) {
+    const isolatedKeys = createKeys(`fgcap${prefixIndex++}`);
+    return { ledger: createLedger({ redis: client, keys: isolatedKeys, maxLiveReservations: 1_000 }), keys: isolatedKeys };
+  }
+  const reserveWei = (target: Ledger, account: Address, nonce: bigint, maxWei: bigint, inFlightCapWei: bigint | null, chargeFen = 10n, validUntil = 1_000) =>
+    target.reserve({ account, entryPointVersion: "0.7", nonce, paymaster: PAYMASTER, chargeFen, maxWei, inFlightCapWei, validUntil, now: 1 });
+
+  it("tracks the largest maxWei of a slot's signed ops and counts each slot once in the total", async () => {
+    const { ledger: isolated } = isolatedLedger();
+    const account = newAccount();
+    await isolated.credit(account, 1_000n);
+    await reserveWei(isolated, account, 0n, 500n, null);
+    await reserveWei(isolated, account, 0n, 300n, null);
+    assert.equal((await isolated.reservation(account, "0.7", 0n))?.maxWei, 500n, "a cheaper re-signature cannot lower it: the first may still land");
+    await reserveWei(isolated, account, 0n, 800n, null);
+    await reserveWei(isolated, account, 1n, 100n, null);
+    assert.equal((await isolated.reservation(account, "0.7", 0n))?.maxWei, 800n);
+    assert.equal(await isolated.inFlightWei("0.7"), 900n);
+    assert.equal(await isolated.inFlightWei("0.8"), 0n, "each EntryPoint's paymaster has its own deposit");
+  });
+
+  it("accepts up to the cap exactly and refuses one wei more, naming the limit and both figures", async () => {
+    const { ledger: isolated } = isolatedLedger();
+    const account = newAccount();
+    await isolated.credit(account, 1_000n);
+    await reserveWei(isolated, account, 0n, 600n, 1_000n);
+    await reserveWei(isolated, account, 1n, 400n, 1_000n);
+    const error = await rejection(reserveWei(isolated, account, 2n, 1n, 1_000n));
+    assert.equal(error.code, "LIMIT_DEPOSIT_IN_FLIGHT");
+    assert.deepEqual(error.data, { limit: "global.depositFloorWei", limitValue: "1000", currentValue: "1000", neededWei: "1" });
+    assert.deepEqual(await isolated.balance(account), { balanceFen: 1_000n, reservedFen: 20n, availableFen: 980n }, "the refused op reserved nothing");
+    assert.equal((await rejection(reserveWei(isolated, account, 3n, 1n, -5n))).code, "LIMIT_DEPOSIT_IN_FLIGHT", "a deposit below the floor leaves no room");
+  });
+
+  it("never exceeds the cap under a concurrent storm, with amounts past 2^64 wei", async () => {
+    const { ledger: first, keys: isolatedKeys } = isolatedLedger();
+    const ledgers = [first, ...Array.from({ length: 7 }, () => createLedger({ redis: server.client(), keys: isolatedKeys, maxLiveReservations: 1_000 }))];
+    const perOp = 3n * 10n ** 18n + 7n;
+    const cap = perOp * 7n + perOp / 2n; // about 2.2e19 wei: past 2^64
+    const accounts = Array.from({ length: 10 }, newAccount);
+    for (const account of accounts) await first.credit(account, 1_000_000n);
+    const outcomes = await Promise.allSettled(accounts.flatMap((account, a) => [0n, 1n, 2n, 3n, 4n].map((nonce) => reserveWei(ledgers[(a + Number(nonce)) % 8], account, nonce, perOp, cap))));
+    assert.equal(outcomes.filter((o) => o.status === "fulfilled").length, 7);
+    for (const outcome of outcomes) if (outcome.status === "rejected") assert.equal((outcome.reason as ServiceError).code, "LIMIT_DEPOSIT_IN_FLIGHT");
+    assert.equal(await first.inFlightWei("0.7"), perOp * 7n, "refused claims were given back exactly");
+  });
+
+  it("gives the wei back when the account step refuses", async () => {
+    const { ledger: isolated } = isolatedLedger();
+    const account = newAccount();
+    await isolated.credit(account, 5n);
+    assert.equal((await rejection(reserveWei(isolated, account, 0n, 10n ** 20n, null, 50n))).code, "INSUFFICIENT_BALANCE");
+    assert.equal(await isolated.inFlightWei("0.7"), 0n);
+    assert.deepEqual(await isolated.totals(), { reservedFen: 0n, liveReservations: 1, inFlightWei: { "0.7": 0n, "0.8": 0n } }, "only the index entry stays, for the worker to drop");
+  });
+});
+
+describe("settling and releasing reservations", () => {
+  let prefixIndex = 0;
+  const NOW = 1_900_000_000;
+  const event = (nonce: bigint, actualGasCost = 10n ** 15n): SettlementEvent => ({
+    entryPointVersion: "0.7",
+    nonce,
+    success: true,
+    actualGasCost,
+    actualGasUsed: 100_000n,
+    blockNumber: 42n,
+    blockHash: keccak256(toHex("block 42")),
+    transactionHash: keccak256(toHex("tx")),
+    logIndex: 3,
+  });
+  async function reservedAccount(chargeFen = 500n, maxWei = 2n * 10n ** 15n) {
+    const isolatedKeys = createKeys(`fgsettle${prefixIndex++}`);
+    const isolated = createLedger({ redis, keys: isolatedKeys, maxLiveReservations: 10 });
+    const account = newAccount();
+    await isolated.credit(account, 1_000n);
+    await isolated.reserve({ account, entryPointVersion: "0.7", nonce: 5n, paymaster: PAYMASTER, chargeFen, maxWei, validUntil: NOW + 300, now: NOW });
+    const userOpHash = keccak256(toHex(`op of ${account}`));
+    await isolated.attachOp(account, "0.7", 5n, { userOpHash, chargeFen, maxWei, validUntil: NOW + 300, rate: null });
+    return { ledger: isolated, keys: isolatedKeys, account, userOpHash };
+  }
+
+  it("charges the settled amount, releases the rest, and records the op once however often it is settled", async () => {
+    const { ledger: isolated, account, userOpHash } = await reservedAccount();
+    const settled = await isolated.settle({ account, userOpHash, chargeFen: 123n, event: event(5n), now: NOW + 10 });
+    assert.equal(settled.outcome, "settled");
+    assert.deepEqual(await isolated.balance(account), { balanceFen: 877n, reservedFen: 0n, availableFen: 877n });
+    const again = await isolated.settle({ account, userOpHash, chargeFen: 123n, event: event(5n), now: NOW + 20 });
+    assert.equal(again.outcome, "duplicate");
+    assert.deepEqual(await isolated.balance(account), { balanceFen: 877n, reservedFen: 0n, availableFen: 877n }, "the duplicate charged nothing");
+    const [record] = await isolated.settled(account);
+    assert.deepEqual(
+      { charged: record.chargedFen, held: record.heldFen, wei: record.inFlightWei, at: record.settledAt, block: record.blockNumber, cost: record.actualGasCost },
+      { charged: 123n, held: 500n, wei: 2n * 10n ** 15n, at: NOW + 10, block: 42n, cost: 10n ** 15n },
+    );
+    assert.deepEqual(await isolated.totals(), { reservedFen: 0n, liveReservations: 0, inFlightWei: { "0.7": 0n, "0.8": 0n } });
+  });
+
+  it("charges once, and gives the in-flight wei back once, when ten connections settle the same event at once", async () => {
+    const { ledger: isolated, keys: isolatedKeys, account, userOpHash } = await reservedAccount();
+    // Another live reservation: a second give-back of the settled one would eat into its figures.
+    await isolated.reserve({ account, entryPointVersion: "0.7", nonce: 6n, paymaster: PAYMASTER, chargeFen: 40n, maxWei: 3n * 10n ** 15n, validUntil: NOW + 300, now: NOW });
+    const ledgers = Array.from({ length: 10 }, () => createLedger({ redis: server.client(), keys: isolatedKeys, maxLiveReservations: 10 }));
+    const results = await Promise.all(ledgers.map((each) => each.settle({ account, userOpHash, chargeFen: 200n, event: event(5n) })));
+    assert.deepEqual(results.map((result) => result.outcome).sort(), [...Array(9).fill("duplicate"), "settled"]);
+    assert.deepEqual(await isolated.balance(account), { balanceFen: 800n, reservedFen: 40n, availableFen: 760n });
+    assert.deepEqual(await isolated.totals(), { reservedFen: 40n, liveReservations: 1, inFlightWei: { "0.7": 3n * 10n ** 15n, "0.8": 0n } });
+  });
+
+  it("says which event has no reservation, and which names an op the slot does not hold", async () => {
+    const { ledger: isolated, account } = await reservedAccount();
+    assert.deepEqual(await isolated.settle({ account, userOpHash: keccak256(toHex("stranger")), chargeFen: 1n, event: event(5n) }), { outcome: "unknown_op" });
+    assert.deepEqual(await isolated.settle({ account, userOpHash: keccak256(toHex("stranger")), chargeFen: 1n, event: event(6n) }), { outcome: "no_reservation" });
+    assert.deepEqual(await isolated.balance(account), { balanceFen: 1_000n, reservedFen: 500n, availableFen: 500n }, "nothing was charged");
+  });
+
+  it("releases an expired reservation only once its validUntil is before the given time", async () => {
+    const { ledger: isolated, account } = await reservedAccount();
+    const validUntil = NOW + 300;
+    assert.deepEqual(await isolated.dueForExpiry(validUntil, 10), [], "not due at its own validUntil: a block at that time can still include it");
+    const [due] = await isolated.dueForExpiry(validUntil + 1, 10);
+    assert.deepEqual([due.account, due.nonce, due.score], [account, 5n, validUntil]);
+    assert.deepEqual(await isolated.releaseIfDue({ account, entryPointVersion: "0.7", nonce: 5n, before: validUntil, reason: "expired" }), { outcome: "not_due", validUntil });
+    assert.deepEqual(await isolated.releaseIfDue({ account, entryPointVersion: "0.7", nonce: 5n, before: validUntil + 1, reason: "expired" }), {
+      outcome: "released",
+      heldFen: 500n,
+      maxWei: 2n * 10n ** 15n,
+    });
+    assert.deepEqual(await isolated.balance(account), { balanceFen: 1_000n, reservedFen: 0n, availableFen: 1_000n });
+    assert.deepEqual(await isolated.totals(), { reservedFen: 0n, liveReservations: 0, inFlightWei: { "0.7": 0n, "0.8": 0n } });
+    assert.deepEqual(await isolated.dueForNonceCheck(NOW + 10_000, 10), [], "both indexes forget it");
+  });
+
+  it("completes a release that crashed before giving its wei back, once", async () => {
+    const { ledger: isolated, keys: isolatedKeys, account } = await reservedAccount();
+    // The account step alone, as a crash right after it would leave things.
+    const more = ledgerKeys(isolatedKeys);
+    await redis.eval(RELEASE, 3, isolatedKeys.balance(account), isolatedKeys.reservations(account), more.released(account), "0.7:5", "-1", "expired", String(NOW));
+    assert.equal(await isolated.inFlightWei("0.7"), 2n * 10n ** 15n, "the wei is still counted");
+    assert.deepEqual(await isolated.releaseIfDue({ account, entryPointVersion: "0.7", nonce: 5n, reason: "expired" }), { outcome: "none" });
+    assert.equal(await isolated.inFlightWei("0.7"), 0n);
+    assert.equal(await redis.hlen(more.released(account)), 0, "the note is gone once done");
+    assert.deepEqual(await isolated.balance(account), { balanceFen: 1_000n, reservedFen: 0n, availableFen: 1_000n }, "the fen were returned once");
+  });
+
+  it("keeps a newer reservation of a released slot indexed", async () => {
+    const { ledger: isolated, account } = await reservedAccount();
+    await isolated.release(account, "0.7", 5n);
+    await isolated.reserve({ account, entryPointVersion: "0.7", nonce: 5n, paymaster: PAYMASTER, chargeFen: 50n, maxWei: 7n, validUntil: NOW + 900, now: NOW + 600 });
+    const [entry] = await isolated.dueForExpiry(NOW + 901, 10);
+    assert.deepEqual([entry?.nonce, entry?.score], [5n, NOW + 900]);
+    await isolated.dropStale("live", { ...entry, score: NOW + 300 });
+    assert.equal((await isolated.dueForExpiry(NOW + 901, 10)).length, 1, "a stale sighting cannot drop the newer entry");
+    assert.equal(await isolated.inFlightWei("0.7"), 7n);
   });
 });

@@ -20,6 +20,12 @@ export type SessionsPort = {
   requireSessionFor(token: unknown, address: Address): Promise<unknown>;
 };
 
+/** What sponsorship needs from the deposit guard: the in-flight cap, or a refusal when it is paused. */
+export type DepositGuardPort = {
+  /** Throws DEPOSIT_BELOW_FLOOR or DEPENDENCY_UNAVAILABLE; otherwise the most wei all live reservations may hold. */
+  capFor(version: EntryPointVersion): bigint;
+};
+
 export type PaymasterParams = [userOperation: RpcUserOperation, entryPoint: Address, chainId: bigint, context: Record<string, unknown>];
 
 export type StubResult = {
@@ -47,13 +53,15 @@ export function createSponsorship(deps: {
   ledger: Ledger;
   pricing: Pick<Pricing, "quote" | "baseFee">;
   sessions: SessionsPort;
+  /** The paymaster deposit's cached figures. */
+  deposits: DepositGuardPort;
   /** The risk policy in force (live-reloaded). */
   policy: () => Policy;
   paymasterVerificationGasLimit: bigint;
   sponsor: { name: string; icon: string };
   now: () => number;
 }) {
-  const { chainId, paymasters, signer, ledger, pricing, sessions, policy: currentPolicy, sponsor, now } = deps;
+  const { chainId, paymasters, signer, ledger, pricing, sessions, deposits, policy: currentPolicy, sponsor, now } = deps;
   const toHex = (value: bigint) => `0x${value.toString(16)}` as Hex;
 
   /** The EntryPoint version and our paymaster for it, or a precise error. */
@@ -101,6 +109,8 @@ export function createSponsorship(deps: {
       const op = sponsoredOp(userOperation, version);
       const policy = currentPolicy();
       enforceCallPolicy(op, policy);
+      // A paused paymaster fails here already, before the user signs.
+      deposits.capFor(version);
       return {
         paymaster,
         paymasterData: signer.stubPaymasterData(window(policy)),
@@ -128,19 +138,22 @@ export function createSponsorship(deps: {
         const { code, message, ...facts } = rejection;
         throw new ServiceError(code, message, { data: facts });
       }
+      const inFlightCapWei = deposits.capFor(version);
       const { validUntil, validAfter } = window(policy);
 
-      // Account and global limits are judged inside the reservation, atomically with it.
+      // Account and global limits, the deposit's in-flight cap among them, are judged inside the reservation, atomically with it.
       await ledger.reserve({
         account: op.sender,
         entryPointVersion: version,
         nonce: op.nonce,
         paymaster,
         chargeFen,
+        maxWei,
         validUntil,
         now: now(),
         limits: policy.perAccount,
         globalMaxSpendFenPerDay: policy.global.maxSpendFenPerDay,
+        inFlightCapWei,
       });
       const paymasterData = await signer.paymasterData({ userOperation: op, entryPointVersion: version, paymaster, validUntil, validAfter });
       const userOpHash = getUserOperationHash({

@@ -65,7 +65,7 @@ describe("health, metrics and docs", () => {
     assert.deepEqual(await health.json(), { status: "ok" });
     const ready = await get("/readyz");
     assert.equal(ready.status, 200);
-    assert.deepEqual(await ready.json(), { status: "ready", checks: { redis: true, fees: true, price: true } });
+    assert.deepEqual(await ready.json(), { status: "ready", checks: { redis: true, fees: true, price: true, paymasterDeposit: true } });
   });
 
   it("serves Prometheus text at GET /metrics with RPC calls by method and outcome and HTTP durations", async () => {
@@ -303,7 +303,7 @@ describe("with a dependency down", () => {
     try {
       const notReady = await get("/readyz");
       assert.equal(notReady.status, 503);
-      assert.deepEqual(await notReady.json(), { status: "not ready", checks: { redis: false, fees: true, price: true } });
+      assert.deepEqual(await notReady.json(), { status: "not ready", checks: { redis: false, fees: true, price: true, paymasterDeposit: true } });
       assert.equal((await get("/healthz")).status, 200, "the process itself is alive");
 
       const response = await get(`/v1/accounts/${account.sender}`, { authorization: `Bearer ${account.token}` });
@@ -320,7 +320,7 @@ describe("with a dependency down", () => {
     if (redis.status !== "ready") await once(redis, "ready");
     const ready = await get("/readyz");
     assert.equal(ready.status, 200);
-    assert.deepEqual(await ready.json(), { status: "ready", checks: { redis: true, fees: true, price: true } });
+    assert.deepEqual(await ready.json(), { status: "ready", checks: { redis: true, fees: true, price: true, paymasterDeposit: true } });
   });
 
   it("is not ready once the network fees go stale, and ready again when they are refreshed", async () => {
@@ -328,7 +328,7 @@ describe("with a dependency down", () => {
     pricing.stop();
     try {
       await eventually(async () => (await get("/readyz")).status === 503, "the fees go stale");
-      assert.deepEqual(await (await get("/readyz")).json(), { status: "not ready", checks: { redis: true, fees: false, price: true } });
+      assert.deepEqual(await (await get("/readyz")).json(), { status: "not ready", checks: { redis: true, fees: false, price: true, paymasterDeposit: true } });
       await errorOf(await get("/v1/gas-prices"), 503, "FEES_UNAVAILABLE");
     } finally {
       await pricing.start();

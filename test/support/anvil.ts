@@ -13,6 +13,7 @@ import {
   createTestClient,
   createWalletClient,
   http,
+  parseAbi,
   parseEther,
 } from "viem";
 import { type Account, type PrivateKeyAccount, generatePrivateKey, mnemonicToAccount, privateKeyToAccount } from "viem/accounts";
@@ -105,4 +106,11 @@ export async function deployPaymasters(
     deployments[version] = { entryPoint, factory, paymaster };
   }
   return { signer, deployments };
+}
+
+/** Adds `wei` to a paymaster's EntryPoint deposit from anvil's first account (deposit() is open to anyone). */
+export async function depositTo(anvil: AnvilChain, paymaster: Address, wei: bigint): Promise<void> {
+  const abi = parseAbi(["function deposit() payable"]);
+  const hash = await anvil.walletClient.writeContract({ address: paymaster, abi, functionName: "deposit", value: wei, account: anvil.walletClient.account, chain: anvil.chain });
+  await anvil.publicClient.waitForTransactionReceipt({ hash });
 }

@@ -87,7 +87,8 @@ export async function startServiceStack(
   { logger = false, policy = FIXTURE_POLICY }: { logger?: FastifyServerOptions["logger"]; policy?: PolicyDocument | null } = {},
 ) {
   const anvil: AnvilChain = await startAnvil();
-  const redis: RedisServer = await startRedis();
+  // Durable, as the service's preflight requires by default (REDIS_REQUIRE_DURABLE).
+  const redis: RedisServer = await startRedis({ durable: true });
   const signerKey = generatePrivateKey();
   const adminToken = env.ADMIN_TOKEN ?? randomBytes(32).toString("hex");
   const { deployments } = await deployPaymasters(anvil, { signer: privateKeyToAccount(signerKey) });
@@ -95,12 +96,14 @@ export async function startServiceStack(
     ...localServiceEnv({ anvil, redis, deployments, signerKey }),
     ADMIN_TOKEN: adminToken,
     PRICING_POLL_INTERVAL_MS: "100",
+    // The tests share the service's event loop (and their CPU-heavy key generation with it): a busy test is not an overloaded service.
+    LOAD_SHED_UTILIZATION_PERCENT: "0",
     ...env,
   });
   const service: Service = await createService(config, { logger });
   await service.start();
   if (policy) await service.policies.put(policy, { expectedVersion: 0, actor: "test-fixture" });
-  const address = await service.app.listen({ host: "127.0.0.1", port: 0 });
+  const address = await service.app.listen({ host: "127.0.0.1", port: env.PORT ? config.PORT : 0 });
 
   /** POSTs JSON and returns the parsed answer, typed as the caller expects it, with its status. */
   async function post<Body = RpcAnswer>(path: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: Body }> {
@@ -113,6 +116,7 @@ export async function startServiceStack(
     redis,
     service,
     deployments,
+    config,
     url: address,
     rpcUrl: `${address}/rpc`,
     /** The stack's ADMIN_TOKEN, for `Authorization: Bearer` on /admin routes. */

@@ -16,6 +16,7 @@ import { createMetrics } from "./observability/metrics.ts";
 import { createSettlementMetrics } from "./observability/settlement.ts";
 import { PreflightError, preflight } from "./preflight.ts";
 import { createPricing } from "./pricing/index.ts";
+import { createReconciliation } from "./reconciliation/reconciliation.ts";
 import { pricingRoutes } from "./pricing/routes.ts";
 import { createKeys, createRedis } from "./redis.ts";
 import { createPolicyStore } from "./risk/policyStore.ts";
@@ -137,6 +138,20 @@ export async function createService(config: Readonly<ServiceConfig>, { logger }:
     logger: topUpsLogger,
     now,
   });
+  // Reads only, with bounded concurrency, so it shares the request path's connection.
+  const reconciliation = createReconciliation({
+    redis,
+    keys,
+    prefix: config.REDIS_KEY_PREFIX,
+    ledger,
+    orders,
+    gateways,
+    publicClient,
+    paymasters,
+    logBlockRange: config.SETTLEMENT_LOG_BLOCK_RANGE,
+    currency: config.FIAT_CURRENCY,
+    logger: appLogger,
+  });
   let stopRecovery: (() => Promise<void>) | undefined;
 
   const route = <Options>(plugin: FastifyPluginAsync<Options & object>, options: Options) => ({ plugin: plugin as FastifyPluginAsync<never>, options });
@@ -166,7 +181,7 @@ export async function createService(config: Readonly<ServiceConfig>, { logger }:
         priceMaxAgeSeconds: config.PRICE_MAX_AGE_SECONDS,
         supportedEntryPoints: (Object.keys(paymasters) as EntryPointVersion[]).map((version) => ENTRYPOINT_ADDRESS[version]),
       }),
-      route(adminRoutes, { policies, ledger, freezes, orders, adminTokenDigest: config.ADMIN_TOKEN, currency: config.FIAT_CURRENCY }),
+      route(adminRoutes, { policies, ledger, freezes, orders, adminTokenDigest: config.ADMIN_TOKEN, currency: config.FIAT_CURRENCY, reconciliation }),
     ],
   });
   // Without a listener ioredis prints every reconnect failure, stack and all, to stderr; /readyz reports the outage.
@@ -202,6 +217,8 @@ export async function createService(config: Readonly<ServiceConfig>, { logger }:
     orders,
     topUps,
     gateways,
+    /** Reconciliation reports (GET /admin/reconciliation). */
+    reconciliation,
     /** Connects, checks the deployment, and fills the pricing caches before traffic. */
     async start() {
       // Failures become PreflightErrors, which main.ts reports as a start-up problem (exit 2, no stack).

@@ -9,6 +9,8 @@ import { z } from "zod";
 import { accountBalanceSchema } from "../accounts/routes.ts";
 import { ServiceError } from "../errors.ts";
 import type { Ledger } from "../ledger/ledger.ts";
+import type { Reconciliation } from "../reconciliation/reconciliation.ts";
+import { reconciliationRoutes } from "../reconciliation/routes.ts";
 import { policySchema, policyToJson } from "../risk/policy.ts";
 import type { OrderBook } from "../topups/orders.ts";
 import { topUpSchema, topUpToJson } from "../topups/routes.ts";
@@ -25,6 +27,8 @@ export type AdminRoutesOptions = {
   /** SHA-256 of ADMIN_TOKEN, as the config holds it. */
   adminTokenDigest: Buffer;
   currency: string;
+  /** Serves GET /admin/reconciliation when given. */
+  reconciliation?: Reconciliation;
 };
 
 /** A full policy document is at most ~9 MB (100,000 denied senders and targets); only an authenticated call gets this far. */
@@ -125,7 +129,7 @@ function expectedVersion(header: string | undefined): number {
 }
 
 /** The /admin routes; register with `app.register(adminRoutes, options)`. */
-export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (fastify, { policies, ledger, freezes, orders, adminTokenDigest, currency }) => {
+export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (fastify, { policies, ledger, freezes, orders, adminTokenDigest, currency, reconciliation }) => {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
@@ -358,6 +362,9 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (fastif
       };
     },
   );
+
+  // A child of this plugin, after its hooks: it inherits the token check, the audit line and no-store.
+  if (reconciliation) await app.register(reconciliationRoutes, { reconciliation });
 };
 
 /** Ledger reads for the lookup: Redis failing is DEPENDENCY_UNAVAILABLE, not an internal error. */

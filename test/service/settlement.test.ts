@@ -147,11 +147,12 @@ describe("releasing what can no longer land", () => {
     assert.equal(event.args.paymaster, "0x0000000000000000000000000000000000000000");
     const releasedBefore = metric(await metrics(), "fiatgas_settlement_releases_total", 'reason="nonce"') || 0;
 
-    await confirmAndWait(async () => (await ledger().reservations(account.sender)).length === 0, "the reservation is released");
+    // The worker has its own Redis connection: the metric may trail the release it counts by a reply.
+    const releasedByNonce = async () => metric(await metrics(), "fiatgas_settlement_releases_total", 'reason="nonce"') === releasedBefore + 1;
+    await confirmAndWait(async () => (await ledger().reservations(account.sender)).length === 0 && (await releasedByNonce()), "the reservation is released, for its nonce");
     assert.deepEqual(await ledger().balance(account.sender), { balanceFen: 1_000_000n, reservedFen: 0n, availableFen: 1_000_000n }, "nothing was charged");
     assert.deepEqual(await ledger().settled(account.sender), []);
     assert.equal(await ledger().inFlightWei("0.7"), inFlightBefore);
-    assert.equal(metric(await metrics(), "fiatgas_settlement_releases_total", 'reason="nonce"'), releasedBefore + 1);
   });
 });
 
@@ -265,6 +266,7 @@ describe("expiry (moves the chain's clock: last)", () => {
     assert.deepEqual(await ledger().balance(landing.sender), { balanceFen: 1_000_000n - charged, reservedFen: 0n, availableFen: 1_000_000n - charged }, "the landed op is charged, not released");
     const [slot] = (await ledger().settled(landing.sender)).map((settled) => reservationSlot("0.7", settled.nonce));
     assert.equal(slot, "0.7:0");
-    assert.ok(metric(await metrics(), "fiatgas_settlement_releases_total", 'reason="expired"') >= 1);
+    // Counted by the worker just after its own Redis reply: allow it that moment.
+    assert.ok(await within(2_000, async () => metric(await metrics(), "fiatgas_settlement_releases_total", 'reason="expired"') >= 1), "counted in the releases metric");
   });
 });

@@ -8,6 +8,7 @@ import { accountRoutes } from "./accounts/routes.ts";
 import { createAccountFreezes } from "./admin/freezes.ts";
 import { adminRoutes } from "./admin/routes.ts";
 import { REDACTED_PATHS, buildApp } from "./app.ts";
+import { consoleRoutes } from "./console/routes.ts";
 import { ENTRYPOINT_ADDRESS, type EntryPointVersion } from "./chain/entryPoints.ts";
 import { type ServiceConfig, configuredPaymasters } from "./config.ts";
 import { createGateways } from "./gateways/index.ts";
@@ -181,7 +182,17 @@ export async function createService(config: Readonly<ServiceConfig>, { logger }:
         priceMaxAgeSeconds: config.PRICE_MAX_AGE_SECONDS,
         supportedEntryPoints: (Object.keys(paymasters) as EntryPointVersion[]).map((version) => ENTRYPOINT_ADDRESS[version]),
       }),
-      route(adminRoutes, { policies, ledger, freezes, orders, adminTokenDigest: config.ADMIN_TOKEN, currency: config.FIAT_CURRENCY, reconciliation }),
+      route(adminRoutes, {
+        policies,
+        ledger,
+        freezes,
+        orders,
+        adminTokenDigest: config.ADMIN_TOKEN,
+        currency: config.FIAT_CURRENCY,
+        reconciliation,
+        stats: { registry: metrics.registry, versions: Object.keys(paymasters) as EntryPointVersion[], deposit: (version: EntryPointVersion) => depositGuard.figures(version) },
+      }),
+      route(consoleRoutes, {}),
     ],
   });
   // Without a listener ioredis prints every reconnect failure, stack and all, to stderr; /readyz reports the outage.

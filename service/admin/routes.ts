@@ -16,6 +16,7 @@ import type { OrderBook } from "../topups/orders.ts";
 import { topUpSchema, topUpToJson } from "../topups/routes.ts";
 import type { PolicyStore, VersionedPolicy } from "../risk/policyStore.ts";
 import { address } from "../rpc/schemas.ts";
+import { type StatsRoutesOptions, statsRoutes } from "../console/stats.ts";
 import { actorHeader, adminActor, authenticateAdmin } from "./auth.ts";
 import type { AccountFreezes, Freeze } from "./freezes.ts";
 
@@ -29,6 +30,8 @@ export type AdminRoutesOptions = {
   currency: string;
   /** Serves GET /admin/reconciliation when given. */
   reconciliation?: Reconciliation;
+  /** Serves GET /admin/stats (the operator console's live figures) when given. */
+  stats?: StatsRoutesOptions;
 };
 
 /** A full policy document is at most ~9 MB (100,000 denied senders and targets); only an authenticated call gets this far. */
@@ -129,7 +132,7 @@ function expectedVersion(header: string | undefined): number {
 }
 
 /** The /admin routes; register with `app.register(adminRoutes, options)`. */
-export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (fastify, { policies, ledger, freezes, orders, adminTokenDigest, currency, reconciliation }) => {
+export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (fastify, { policies, ledger, freezes, orders, adminTokenDigest, currency, reconciliation, stats }) => {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
@@ -365,6 +368,7 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (fastif
 
   // A child of this plugin, after its hooks: it inherits the token check, the audit line and no-store.
   if (reconciliation) await app.register(reconciliationRoutes, { reconciliation });
+  if (stats) await app.register(statsRoutes, stats);
 };
 
 /** Ledger reads for the lookup: Redis failing is DEPENDENCY_UNAVAILABLE, not an internal error. */

@@ -1,17 +1,10 @@
 // ERC-4337 pieces every on-chain test needs: the canonical EntryPoints at their canonical
 // addresses, SimpleAccount factories from the published artifacts, and UserOp helpers.
-import { createRequire } from "node:module";
-
 import {
-  type Abi,
   type Address,
   type Hex,
   type PublicClient,
-  type WalletClient,
-  concat,
   encodeFunctionData,
-  getAddress,
-  getContractAddress,
   numberToHex,
 } from "viem";
 import {
@@ -24,68 +17,18 @@ import type { PrivateKeyAccount } from "viem/accounts";
 
 import { ENTRYPOINT_ADDRESS, ENTRYPOINT_VERSIONS, type EntryPointVersion } from "../../service/chain/entryPoints.ts";
 import { encodePaymasterData, getSponsorshipTypedData } from "../../service/sponsorship/paymasterData.ts";
+import { aaArtifact } from "../../scripts/stack/contracts.ts";
 
-const require = createRequire(import.meta.url);
-
-type Artifact = { abi: Abi; bytecode: Hex };
-
-const packageOf = { "0.7": "@account-abstraction/contracts", "0.8": "@account-abstraction/contracts-v8" } as const;
-
-/** A published artifact of `@account-abstraction/contracts` for the given EntryPoint version. */
-export function aaArtifact(version: EntryPointVersion, name: string): Artifact {
-  return require(`${packageOf[version]}/artifacts/${name}.json`) as Artifact;
-}
-
-/** Arachnid's deterministic deployer, which anvil and public chains have at this address. */
-export const CREATE2_DEPLOYER: Address = "0x4e59b44847b379578588920ca78fbf26c0b4956c";
-const CREATE2_DEPLOYER_CODE: Hex =
-  "0x7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffe03601600081602082378035828234f58015156039578182fd5b8082525050506014600cf3";
-
-/** The salts eth-infinitism deployed each EntryPoint with, which yield the canonical addresses. */
-export const ENTRYPOINT_SALT = {
-  "0.7": "0x90d8084deab30c2a37c45e8d47f49f2f7965183cb6990a98943ef94940681de3",
-  "0.8": "0x0a59dbff790c23c976a548690c27297883cc66b4c67024f9117b0238995e35e9",
-} as const satisfies Record<EntryPointVersion, Hex>;
-
+// The deployment primitives are shared with the local stack (`npm start`).
+export {
+  CREATE2_DEPLOYER,
+  ENTRYPOINT_SALT,
+  aaArtifact,
+  deployArtifact,
+  deployEntryPoint,
+  installCreate2Deployer,
+} from "../../scripts/stack/contracts.ts";
 export { ENTRYPOINT_ADDRESS, ENTRYPOINT_VERSIONS };
-
-type Clients = { publicClient: PublicClient; walletClient: WalletClient };
-
-/** Installs the CREATE2 deployer on a node that lacks it (Hardhat's). */
-export async function installCreate2Deployer(setCode: (address: string, code: string) => Promise<void>) {
-  await setCode(CREATE2_DEPLOYER, CREATE2_DEPLOYER_CODE);
-}
-
-/** Deploys the canonical EntryPoint bytecode through CREATE2, landing at the canonical address. */
-export async function deployEntryPoint(version: EntryPointVersion, { publicClient, walletClient }: Clients) {
-  const { bytecode } = aaArtifact(version, "EntryPoint");
-  const salt = ENTRYPOINT_SALT[version];
-  const address = getContractAddress({ opcode: "CREATE2", from: CREATE2_DEPLOYER, salt, bytecode });
-  if (address !== ENTRYPOINT_ADDRESS[version]) throw new Error(`EntryPoint ${version} artifact is not canonical`);
-  if (!(await publicClient.getCode({ address }))) {
-    const hash = await walletClient.sendTransaction({
-      account: walletClient.account!,
-      chain: walletClient.chain,
-      to: CREATE2_DEPLOYER,
-      data: concat([salt, bytecode]),
-    });
-    await publicClient.waitForTransactionReceipt({ hash });
-  }
-  return address;
-}
-
-/** Deploys a contract from an artifact and waits for it. */
-export async function deployArtifact(artifact: Artifact, args: unknown[], { publicClient, walletClient }: Clients) {
-  const hash = await walletClient.deployContract({
-    abi: artifact.abi,
-    bytecode: artifact.bytecode,
-    args,
-    account: walletClient.account!,
-    chain: walletClient.chain,
-  });
-  const receipt = await publicClient.waitForTransactionReceipt({ hash });
-  return getAddress(receipt.contractAddress!);
-}
 
 export const simpleAccountAbi = aaArtifact("0.8", "SimpleAccount").abi;
 export const simpleAccountFactoryAbi = aaArtifact("0.8", "SimpleAccountFactory").abi;

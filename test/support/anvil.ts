@@ -1,14 +1,11 @@
 // A real JSON-RPC chain for service tests: anvil (from npm) on a free loopback port, with both
 // canonical EntryPoints, SimpleAccount factories and a staked, funded FiatGasPaymaster per version.
 import { type ChildProcess, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 
 import {
-  type Abi,
   type Address,
-  type Hex,
   createPublicClient,
   createTestClient,
   createWalletClient,
@@ -16,30 +13,18 @@ import {
   parseAbi,
   parseEther,
 } from "viem";
-import { type Account, type PrivateKeyAccount, generatePrivateKey, mnemonicToAccount, privateKeyToAccount } from "viem/accounts";
+import { type Account, type PrivateKeyAccount, generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { foundry } from "viem/chains";
 
 import { ENTRYPOINT_VERSIONS, type EntryPointVersion, paymasterContractName } from "../../service/chain/entryPoints.ts";
+import { devAccount, projectArtifact } from "../../scripts/stack/contracts.ts";
+import { freePort } from "../../scripts/stack/ports.ts";
 import { aaArtifact, deployArtifact, deployEntryPoint } from "./aa.ts";
-import { freePort } from "./redis.ts";
+
+// Shared with the local stack (`npm start`): anvil's dev accounts and this project's build output.
+export { devAccount, projectArtifact };
 
 const require = createRequire(import.meta.url);
-const root = path.resolve(import.meta.dirname, "../..");
-
-/** anvil's funded dev account `index` (its default mnemonic). */
-export function devAccount(index: number) {
-  return mnemonicToAccount("test test test test test test test test test test test junk", { addressIndex: index });
-}
-
-/** A compiled contract from this project's Hardhat build (run `npm run build` first). */
-export function projectArtifact(source: string, name: string): { abi: Abi; bytecode: Hex } {
-  const file = path.join(root, "artifacts", source, `${name}.json`);
-  try {
-    return JSON.parse(readFileSync(file, "utf8"));
-  } catch (error) {
-    throw new Error(`no artifact at ${file}: run \`npm run build\` first`, { cause: error });
-  }
-}
 
 export type AnvilChain = Awaited<ReturnType<typeof startAnvil>>;
 

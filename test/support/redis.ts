@@ -1,26 +1,18 @@
 // A private redis-server per test file, on a free loopback port, with its data in a temp folder.
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 
 import { Redis } from "ioredis";
 
+import { freePort } from "../../scripts/stack/ports.ts";
+import { redisServerArgs, waitForRedis } from "../../scripts/stack/redis.ts";
 // @ts-expect-error: a plain .mjs helper shared with the test runner.
 import { ensureRedisServer } from "../../scripts/toolchain/ensure-redis.mjs";
 
-/** A free TCP port on 127.0.0.1. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
+// Shared with the local stack (`npm start`).
+export { freePort };
 
 export type RedisServer = {
   url: string;
@@ -40,29 +32,13 @@ export async function startRedis({ durable = false }: { durable?: boolean } = {}
   const binary: string = ensureRedisServer();
   const port = await freePort();
   const dir = mkdtempSync(path.join(tmpdir(), "fiatgas-redis-"));
-  const args = [
-    "--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "",
-    "--appendonly", durable ? "yes" : "no", "--appendfsync", "always", "--protected-mode", "yes",
-  ];
+  const args = redisServerArgs({ port, dir, durable });
   const clients: Redis[] = [];
   let child: ChildProcess;
 
   async function launch() {
     child = spawn(binary, args, { stdio: "ignore" });
-    const probe = new Redis({ port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-    // Refused connections are expected until the server listens; connect() reports them.
-    probe.on("error", () => {});
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await probe.connect();
-        await probe.ping();
-        probe.disconnect();
-        return;
-      } catch (error) {
-        if (attempt > 100) throw new Error(`redis-server did not start on port ${port}`, { cause: error });
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-    }
+    await waitForRedis(port, { exited: () => child.exitCode !== null });
   }
 
   async function kill(signal: NodeJS.Signals) {

@@ -13,7 +13,7 @@ import { after, before, describe, it } from "node:test";
 import { createSmartAccountClient } from "permissionless";
 import { toSimpleSmartAccount } from "permissionless/accounts";
 import { type Chain, type PublicClient, createPublicClient, defineChain, getAddress, http, parseEventLogs } from "viem";
-import { entryPoint07Abi } from "viem/account-abstraction";
+import { createPaymasterClient, entryPoint07Abi } from "viem/account-abstraction";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 
 import { ENTRYPOINT_ADDRESS } from "../../service/chain/entryPoints.ts";
@@ -140,6 +140,13 @@ function smartAccountClient({ account, session }: { account: Funded["account"]; 
   return createSmartAccountClient({ account, chain, bundlerTransport: http(stack.urls.bundler), paymaster, userOperation: paymaster.userOperation, pollingInterval: 100 });
 }
 
+/** permissionless's smart account client with viem's createPaymasterClient at our /rpc and the session as ERC-7677 context. */
+function viemPaymasterClient({ account, session }: { account: Funded["account"]; session: FiatGasSession }) {
+  const paymaster = createPaymasterClient({ transport: http(`${stack.urls.service}/rpc`) });
+  const { userOperation } = fiatGasPaymaster({ url: stack.urls.service, session });
+  return createSmartAccountClient({ account, chain, bundlerTransport: http(stack.urls.bundler), paymaster, paymasterContext: { session: session.token }, userOperation, pollingInterval: 100 });
+}
+
 async function adminPolicy(): Promise<{ version: number; etag: string | null; policy: unknown }> {
   const response = await fetch(`${stack.urls.service}/admin/policy`, { headers: { authorization: `Bearer ${stack.adminToken}` } });
   assert.equal(response.status, 200, await response.clone().text());
@@ -166,7 +173,8 @@ describe("end to end against the local stack", () => {
       const { account, session } = funded;
       assert.deepEqual(await sdk.getBalance(session), { address: account.address, currency: "CNY", balanceFen: 2_000n, reservedFen: 0n, availableFen: 2_000n });
 
-      const client = smartAccountClient(funded);
+      // Alipay's op goes through the SDK's paymaster; WeChat's through viem's own ERC-7677 client, unmodified.
+      const client = channel === "alipay" ? smartAccountClient(funded) : viemPaymasterClient(funded);
       const hash = await client.sendUserOperation({ calls: [{ to: TARGET, value: 0n, data: "0x" }] });
       const receipt = await client.waitForUserOperationReceipt({ hash, timeout: 30_000, pollingInterval: 100 });
       assert.equal(receipt.success, true);

@@ -79,6 +79,10 @@ const freezeResponse = z.object({
   changed: z.boolean().describe("false if the account already was in the requested state"),
 });
 
+/** How many of an account's newest orders and settled sponsorships the lookup shows. */
+const RECENT_ORDERS = 20;
+const RECENT_SETTLED = 20;
+
 const accountResponse = accountBalanceSchema.extend({
   frozen: freeze.nullable().describe("null unless an operator froze the account; a frozen account gets no new sponsorship"),
   freezeLog: z.array(freeze.extend({ action: z.enum(["freeze", "unfreeze"]) })).describe("the latest freezes and unfreezes, newest first"),
@@ -107,12 +111,25 @@ const accountResponse = accountBalanceSchema.extend({
         status: z.literal("reserved"),
       }),
     )
-    .describe("The ops signed for the live reservations, newest first. Settled sponsorships are not listed yet: their history comes with settlement."),
-  orders: z.array(topUpSchema).describe("The account's 20 newest top-up orders, with their refunds."),
+    .describe("The ops signed for the live reservations, newest first; landed ones are in settledSponsorships."),
+  settledSponsorships: z
+    .array(
+      z.object({
+        userOpHash: z.string(),
+        entryPointVersion: z.string(),
+        nonce: z.string(),
+        success: z.boolean().describe("false: the op reverted, and was charged all the same (the paymaster paid)"),
+        actualGasCostWei: z.string(),
+        chargedFen: fen.describe("what settlement charged: actualGasCost at the rate locked when the op was signed"),
+        heldFen: fen.describe("what the reservation held; the rest went back to the available balance"),
+        blockNumber: z.string(),
+        transactionHash: z.string(),
+        settledAt: isoTime,
+      }),
+    )
+    .describe(`The ${RECENT_SETTLED} most recently settled sponsorships, newest first.`),
+  orders: z.array(topUpSchema).describe(`The account's ${RECENT_ORDERS} newest top-up orders, with their refunds.`),
 });
-
-/** How many of an account's newest orders the lookup shows. */
-const RECENT_ORDERS = 20;
 
 const etag = (version: number) => `"${version}"`;
 const iso = (unixSeconds: number) => new Date(unixSeconds * 1000).toISOString();
@@ -313,12 +330,13 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (fastif
     },
     async (request) => {
       const account: Address = request.params.address;
-      const [balance, reservations, frozen, freezeLog, accountOrders] = await Promise.all([
+      const [balance, reservations, frozen, freezeLog, accountOrders, settled] = await Promise.all([
         accountStore(() => ledger.balance(account)),
         accountStore(() => ledger.reservations(account)),
         freezes.status(account),
         freezes.log(account),
         accountStore(() => orders.ofAccount(account, RECENT_ORDERS)),
+        accountStore(() => ledger.settled(account)),
       ]);
       const refunds = await accountStore(() => Promise.all(accountOrders.map((order) => orders.refunds(order))));
       const newestFirst = [...reservations].sort((a, b) => b.createdAt - a.createdAt || (b.nonce > a.nonce ? 1 : b.nonce < a.nonce ? -1 : 0));
@@ -350,6 +368,21 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (fastif
             status: "reserved" as const,
           })),
         ),
+        settledSponsorships: [...settled]
+          .sort((a, b) => b.settledAt - a.settledAt || (b.blockNumber > a.blockNumber ? 1 : b.blockNumber < a.blockNumber ? -1 : 0))
+          .slice(0, RECENT_SETTLED)
+          .map((op) => ({
+            userOpHash: op.userOpHash,
+            entryPointVersion: op.entryPointVersion,
+            nonce: op.nonce.toString(),
+            success: op.success,
+            actualGasCostWei: op.actualGasCost.toString(),
+            chargedFen: op.chargedFen.toString(),
+            heldFen: op.heldFen.toString(),
+            blockNumber: op.blockNumber.toString(),
+            transactionHash: op.transactionHash,
+            settledAt: iso(op.settledAt),
+          })),
         orders: accountOrders.map((order, index) => ({
           ...topUpToJson(order),
           refunds: refunds[index].map((refund) => ({

@@ -375,6 +375,7 @@ describe("accounts", () => {
           status: "reserved",
         },
       ],
+      settledSponsorships: [],
       orders: [],
     });
   });

@@ -197,6 +197,13 @@ describe("end to end against the local stack", () => {
       assert.equal(balance.balanceFen, 2_000n - charge, `charged ceil(${event.args.actualGasCost} wei × ¥25,000.00) = ${charge} fen`);
       assert.equal(balance.availableFen, 2_000n - charge);
       assert.equal(await publicClient.getBalance({ address: account.address }), 0n, "the account never held ETH");
+
+      // The operator sees the same settlement in the account lookup.
+      const lookup = await fetch(`${stack.urls.service}/admin/accounts/${account.address}`, { headers: { authorization: `Bearer ${stack.adminToken}` } });
+      const { settledSponsorships } = (await lookup.json()) as { settledSponsorships: { userOpHash: string; chargedFen: string; actualGasCostWei: string; success: boolean }[] };
+      assert.deepEqual(settledSponsorships.map(({ userOpHash, chargedFen, actualGasCostWei, success }) => [userOpHash, chargedFen, actualGasCostWei, success]), [
+        [hash, charge.toString(), event.args.actualGasCost.toString(), true],
+      ]);
     });
   }
 

@@ -90,14 +90,18 @@ it("credits every order exactly once through a duplicate storm and a crash of bo
     orders.push({ orderId, account, channel, fen });
   }
 
-  // Everyone pays at once; each notification goes out as 4 concurrent copies, then twice more after its acknowledgement.
-  await Promise.all(orders.map(({ channel, orderId }) => fetch(`${sandbox.url}/sandbox/${channel}/${orderId}/pay`, { method: "POST" }).then((response) => assert.equal(response.status, 200))));
+  // Two thirds pay at once; each notification goes out as 4 concurrent copies, then twice more
+  // after its acknowledgement. The crash comes as soon as some are acknowledged; the last third
+  // pays while everything is down, so the storm always spans the crash.
+  const pay = (group: typeof orders) =>
+    Promise.all(group.map(({ channel, orderId }) => fetch(`${sandbox.url}/sandbox/${channel}/${orderId}/pay`, { method: "POST" }).then((response) => assert.equal(response.status, 200))));
   const acknowledgedCount = () => sandbox.delivery.deliveries().filter(({ state }) => state === "acknowledged").length;
-  assert.ok(await within(20_000, () => acknowledgedCount() >= ORDERS / 3), "a third of the notifications acknowledged");
+  await pay(orders.slice(0, (2 * ORDERS) / 3));
+  assert.ok(await within(20_000, () => acknowledgedCount() >= 1), "some notifications acknowledged");
 
   await Promise.all([kill(service), redis.crash()]);
   const acknowledged = acknowledgedCount();
-  assert.ok(acknowledged < ORDERS, `the crash came mid-storm (${acknowledged} of ${ORDERS} acknowledged)`);
+  await pay(orders.slice((2 * ORDERS) / 3));
 
   // Redis back from its AOF, the service still down: every acknowledged credit is there.
   await redis.restart();

@@ -67,14 +67,15 @@ before(async () => {
   };
   service = await startService();
 });
+// Bounded, so a failure mid-crash can never hold the whole suite up.
 after(async () => {
   await kill(service);
   await sandbox?.close();
   await redis?.stop();
   await anvil?.stop();
-});
+}, { timeout: 60_000 });
 
-it("credits every order exactly once through a duplicate storm and a crash of both the service and Redis", async () => {
+it("credits every order exactly once through a duplicate storm and a crash of both the service and Redis", { timeout: 180_000 }, async () => {
   const orders: { orderId: string; account: Address; channel: string; fen: bigint }[] = [];
   for (let index = 0; index < ORDERS; index++) {
     const channel = index % 2 === 0 ? "alipay" : "wechatpay";

@@ -41,7 +41,8 @@ async function startService(): Promise<ChildProcess> {
 }
 
 function kill(child: ChildProcess | undefined): Promise<void> {
-  if (!child || child.exitCode !== null) return Promise.resolve();
+  // A child killed by a signal has signalCode set and exitCode null.
+  if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
     child.once("exit", () => resolve());
     child.kill("SIGKILL");

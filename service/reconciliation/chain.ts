@@ -6,7 +6,7 @@ import { type Address, BaseError, ContractFunctionZeroDataError, type PublicClie
 import { ENTRYPOINT_ADDRESS, type EntryPointVersion, entryPointVersionAt } from "../chain/entryPoints.ts";
 import type { Ledger, SettledOp } from "../ledger/ledger.ts";
 import type { Anomaly } from "../settlement/anomalies.ts";
-import { type PaymasterEvent, userOperationEvent } from "../settlement/events.ts";
+import { type PaymasterEvent, paymasterEventFromLog, userOperationEvent } from "../settlement/events.ts";
 import type { BlockRange } from "./blocks.ts";
 import { mapLimit } from "./limit.ts";
 import type { ChainVsDepositFigures, LedgerVsChainFigures, Mismatch } from "./report.ts";
@@ -80,20 +80,7 @@ export async function readChain({ client, paymasters, logBlockRange, node }: Rea
     for (const log of operations) {
       const version = versionOf(getAddress(log.address), log.args.paymaster);
       if (!version) continue;
-      events.get(version)!.push({
-        entryPointVersion: version,
-        userOpHash: log.args.userOpHash,
-        sender: getAddress(log.args.sender),
-        paymaster: getAddress(log.args.paymaster),
-        nonce: log.args.nonce,
-        success: log.args.success,
-        actualGasCost: log.args.actualGasCost,
-        actualGasUsed: log.args.actualGasUsed,
-        blockNumber: log.blockNumber,
-        blockHash: log.blockHash,
-        transactionHash: log.transactionHash,
-        logIndex: log.logIndex,
-      });
+      events.get(version)!.push(paymasterEventFromLog(log, version));
       movements.get(version)!.push({ kind: "gas", wei: log.args.actualGasCost, blockNumber: log.blockNumber, logIndex: log.logIndex });
     }
     for (const log of deposits) {

@@ -1,6 +1,6 @@
 // UserOperationEvent, as the EntryPoint emits it and as the settlement stream carries it. The event
 // is the same on v0.7 and v0.8; the EntryPoint's address tells the version.
-import { type Address, type Hex, getAddress, parseAbiItem } from "viem";
+import { type Address, type GetLogsReturnType, type Hex, getAddress, parseAbiItem } from "viem";
 
 import type { EntryPointVersion } from "../chain/entryPoints.ts";
 
@@ -24,6 +24,24 @@ export type PaymasterEvent = {
   transactionHash: Hex;
   logIndex: number;
 };
+
+/** One decoded (strict) log of the event, as the EntryPoint of `entryPointVersion` emitted it. */
+export function paymasterEventFromLog(log: GetLogsReturnType<typeof userOperationEvent, [typeof userOperationEvent], true>[number], entryPointVersion: EntryPointVersion): PaymasterEvent {
+  return {
+    entryPointVersion,
+    userOpHash: log.args.userOpHash,
+    sender: getAddress(log.args.sender),
+    paymaster: getAddress(log.args.paymaster),
+    nonce: log.args.nonce,
+    success: log.args.success,
+    actualGasCost: log.args.actualGasCost,
+    actualGasUsed: log.args.actualGasUsed,
+    blockNumber: log.blockNumber,
+    blockHash: log.blockHash,
+    transactionHash: log.transactionHash,
+    logIndex: log.logIndex,
+  };
+}
 
 /** The event as one stream field: bigints as decimal strings. */
 export function encodeEvent(event: PaymasterEvent): string {

@@ -8,7 +8,7 @@ import { type Address, type Hex, type PublicClient, getAddress } from "viem";
 import { ENTRYPOINT_ADDRESS, type EntryPointVersion, entryPointVersionAt } from "../chain/entryPoints.ts";
 import { defineScript } from "../ledger/ledger.ts";
 import type { Anomalies } from "./anomalies.ts";
-import { type PaymasterEvent, encodeEvent, userOperationEvent } from "./events.ts";
+import { type PaymasterEvent, encodeEvent, paymasterEventFromLog, userOperationEvent } from "./events.ts";
 import type { SettlementKeys } from "./keys.ts";
 import { APPEND_EVENTS, COMMIT_READ, DROP_LEASE, HOLD_LEASE, INIT_CURSOR, REWIND } from "./scripts.ts";
 
@@ -90,20 +90,7 @@ export function createLogReader({ redis, keys, publicClient, paymasters, anomali
       const version = entryPointVersionAt(entryPoint);
       // The topic filter is an OR of both paymasters on both EntryPoints: keep only the right pairs.
       if (!version || !ours.has(`${entryPoint}|${getAddress(log.args.paymaster)}`)) continue;
-      found.push({
-        entryPointVersion: version,
-        userOpHash: log.args.userOpHash,
-        sender: getAddress(log.args.sender),
-        paymaster: getAddress(log.args.paymaster),
-        nonce: log.args.nonce,
-        success: log.args.success,
-        actualGasCost: log.args.actualGasCost,
-        actualGasUsed: log.args.actualGasUsed,
-        blockNumber: log.blockNumber,
-        blockHash: log.blockHash,
-        transactionHash: log.transactionHash,
-        logIndex: log.logIndex,
-      });
+      found.push(paymasterEventFromLog(log, version));
     }
     return found;
   }

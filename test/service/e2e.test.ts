@@ -4,7 +4,6 @@
 // gas cost is worth at the locked rate; a request beyond the balance, a policy limit, and a refund
 // that reaches the gateway.
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -18,13 +17,10 @@ import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 
 import { ENTRYPOINT_ADDRESS } from "../../service/chain/entryPoints.ts";
 import { type FiatGasClient, type FiatGasSession, InsufficientBalanceError, LimitError, type TopUpChannel, createFiatGasClient, fiatGasPaymaster } from "../../service/sdk/index.ts";
-import { PRODUCTION_SETTINGS } from "../../scripts/stack/options.ts";
 import { type StackDescription, readStackFile } from "../../scripts/stack/stackFile.ts";
+import { FREE_PORTS, STACK_SIWE_DOMAIN, type StackRun, alive, runStack, waitForStack } from "../support/stack.ts";
+import { within } from "../support/wait.ts";
 
-const ROOT = path.join(import.meta.dirname, "../..");
-const NODE = path.join(ROOT, "node_modules/.bin/node");
-const FREE_PORTS = ["--chain-port", "0", "--bundler-port", "0", "--service-port", "0", "--sandbox-port", "0", "--redis-port", "0"];
-const SIWE_DOMAIN = "localhost:5173";
 const TARGET = "0x00000000000000000000000000000000000000cc";
 
 // The stack's terms, written out by hand: the mock feed's ETH/CNY ¥25,000.00 (README "Local stack"),
@@ -41,52 +37,8 @@ function expectedChargeFen(wei: bigint): bigint {
   return (numerator + denominator - 1n) / denominator + FIXED_FEE_FEN;
 }
 
-type Run = { child: ChildProcess; output: () => string; exited: Promise<number | null> };
-
-/** Runs the script `npm start` runs, with no production settings in its environment. */
-function runStack(args: string[], env: Record<string, string> = {}): Run {
-  const inherited = Object.fromEntries(Object.entries(process.env).filter(([name]) => !(PRODUCTION_SETTINGS as readonly string[]).includes(name)));
-  const child = spawn(NODE, ["scripts/stack/start.ts", ...args], { cwd: ROOT, env: { ...inherited, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  let output = "";
-  child.stdout!.on("data", (chunk) => (output += chunk));
-  child.stderr!.on("data", (chunk) => (output += chunk));
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  return { child, output: () => output, exited };
-}
-
-/** Polls `condition` every `intervalMs` until it holds or `ms` pass; returns whether it held. */
-async function within(ms: number, condition: () => boolean | Promise<boolean>, intervalMs = 100): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await condition()) return true;
-    if (Date.now() >= deadline) return false;
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
-  }
-}
-
-/** Waits for the stack to describe itself in stack.json; fails with its output if it exits first. */
-async function waitForStack(run: Run, dir: string): Promise<StackDescription> {
-  let stack: StackDescription | null = null;
-  const ready = await within(120_000, () => {
-    assert.equal(run.child.exitCode, null, `the stack exited while starting:\n${run.output()}`);
-    stack = readStackFile(dir);
-    return stack !== null;
-  });
-  assert.ok(ready && stack, `no stack.json within 120 s:\n${run.output()}`);
-  return stack;
-}
-
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
-
 const dir = mkdtempSync(path.join(tmpdir(), "fiatgas-e2e-"));
-let run: Run | undefined;
+let run: StackRun | undefined;
 let stack: StackDescription;
 let chain: Chain;
 let publicClient: PublicClient;
@@ -115,7 +67,7 @@ after(async () => {
 async function signedInAccount() {
   const owner = privateKeyToAccount(generatePrivateKey());
   const account = await toSimpleSmartAccount({ client: publicClient, owner, entryPoint: { address: ENTRYPOINT_ADDRESS["0.7"], version: "0.7" }, factoryAddress: stack.contracts.simpleAccountFactories["0.7"] });
-  const session = await sdk.signIn({ account, owner, domain: SIWE_DOMAIN });
+  const session = await sdk.signIn({ account, owner, domain: STACK_SIWE_DOMAIN });
   assert.equal(session.address, account.address);
   return { account, session };
 }

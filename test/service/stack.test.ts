@@ -4,7 +4,6 @@
 // on Ctrl-C or when one of its processes dies. A second start is clean. Then its flags and its
 // filter of the chain's log.
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -19,40 +18,12 @@ import { createSiweMessage } from "viem/siwe";
 
 import { ENTRYPOINT_ADDRESS, ENTRYPOINT_VERSIONS } from "../../service/chain/entryPoints.ts";
 import { chainLogFilter } from "../../scripts/stack/chain.ts";
-import { DEFAULT_PORTS, PRODUCTION_SETTINGS, parseOptions, productionModeProblem } from "../../scripts/stack/options.ts";
+import { DEFAULT_PORTS, parseOptions, productionModeProblem } from "../../scripts/stack/options.ts";
 import { isPortFree } from "../../scripts/stack/ports.ts";
 import { type StackDescription, readStackFile, stackFilePath } from "../../scripts/stack/stackFile.ts";
+import { FREE_PORTS, STACK_SIWE_DOMAIN, type StackRun, alive, runStack, waitForStack } from "../support/stack.ts";
 import { within } from "../support/wait.ts";
 
-const ROOT = path.join(import.meta.dirname, "../..");
-const NODE = path.join(ROOT, "node_modules/.bin/node");
-const FREE_PORTS = ["--chain-port", "0", "--bundler-port", "0", "--service-port", "0", "--sandbox-port", "0", "--redis-port", "0"];
-const SIWE_DOMAIN = "localhost:5173";
-
-type Run = { child: ChildProcess; output: () => string; exited: Promise<number | null> };
-
-/** Runs the script `npm start` runs, with no production settings in its environment. */
-function runStack(args: string[], env: Record<string, string> = {}): Run {
-  const inherited = Object.fromEntries(Object.entries(process.env).filter(([name]) => !(PRODUCTION_SETTINGS as readonly string[]).includes(name)));
-  const child = spawn(NODE, ["scripts/stack/start.ts", ...args], { cwd: ROOT, env: { ...inherited, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  let output = "";
-  child.stdout!.on("data", (chunk) => (output += chunk));
-  child.stderr!.on("data", (chunk) => (output += chunk));
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  return { child, output: () => output, exited };
-}
-
-/** Waits for the stack to describe itself in stack.json; fails with its output if it exits first. */
-async function waitForStack(run: Run, dir: string): Promise<StackDescription> {
-  let stack: StackDescription | null = null;
-  const ready = await within(120_000, () => {
-    assert.equal(run.child.exitCode, null, `the stack exited while starting:\n${run.output()}`);
-    stack = readStackFile(dir);
-    return stack !== null;
-  });
-  assert.ok(ready && stack, `no stack.json within 120 s:\n${run.output()}`);
-  return stack;
-}
 
 async function rpc<T>(url: string, method: string, params: unknown[] = []): Promise<T> {
   const response = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }) });
@@ -60,15 +31,6 @@ async function rpc<T>(url: string, method: string, params: unknown[] = []): Prom
   assert.equal(body.error, undefined, `${method} failed: ${JSON.stringify(body.error)}`);
   return body.result;
 }
-
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 /** Every process and port of `stack` is gone. */
 async function assertGone(stack: StackDescription) {
@@ -80,7 +42,7 @@ async function assertGone(stack: StackDescription) {
 }
 
 /** Stops a run that a failed test left behind, and anything it started. */
-async function cleanUp(run: Run | undefined, stack: StackDescription | null) {
+async function cleanUp(run: StackRun | undefined, stack: StackDescription | null) {
   if (run && run.child.exitCode === null && run.child.signalCode === null) {
     run.child.kill("SIGINT");
     const stopped = await Promise.race([run.exited.then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 30_000))]);
@@ -90,8 +52,8 @@ async function cleanUp(run: Run | undefined, stack: StackDescription | null) {
 }
 
 const dir = mkdtempSync(path.join(tmpdir(), "fiatgas-stack-"));
-let first: Run | undefined;
-let second: Run | undefined;
+let first: StackRun | undefined;
+let second: StackRun | undefined;
 let firstStack: StackDescription | null = null;
 let secondStack: StackDescription | null = null;
 /** The smart account the first stack deployed, topped up and charged. */
@@ -149,7 +111,7 @@ describe("npm start: the local stack", () => {
     firstAccount = account.address;
 
     const { nonce } = (await (await fetch(`${stack.urls.service}/v1/auth/nonce`)).json()) as { nonce: string };
-    const message = createSiweMessage({ address: account.address, chainId: stack.chainId, domain: SIWE_DOMAIN, nonce, uri: `http://${SIWE_DOMAIN}/`, version: "1", issuedAt: new Date() });
+    const message = createSiweMessage({ address: account.address, chainId: stack.chainId, domain: STACK_SIWE_DOMAIN, nonce, uri: `http://${STACK_SIWE_DOMAIN}/`, version: "1", issuedAt: new Date() });
     const signIn = await fetch(`${stack.urls.service}/v1/auth/sign-in`, {
       method: "POST",
       headers: { "content-type": "application/json" },
